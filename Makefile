@@ -1,0 +1,39 @@
+# Two commands do all set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app app
+SERVE ?= 1
+OUT ?= out/typhoon
+HOST ?= 127.0.0.1
+PORT ?= 5000
+CATALOG := app/translations/zh_CN/LC_MESSAGES/messages
+
+.PHONY: install demo test serve migrate-check
+
+# Installs once; a second run finds the stamp newer than requirements.txt and does nothing.
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(CATALOG).mo: $(CATALOG).po $(VENV)/.installed
+	$(BIN)/pybabel compile -d app/translations -D messages
+
+install: $(VENV)/.installed $(CATALOG).mo
+
+demo: install
+	$(FLASK) db upgrade
+	$(FLASK) fixtures load
+	$(FLASK) drill run fixtures/drills/typhoon.yaml --out $(OUT)
+ifneq ($(SERVE),0)
+	@echo "Serving the command centre on http://$(HOST):$(PORT) (Ctrl-C stops it)"
+	$(FLASK) run --host $(HOST) --port $(PORT)
+endif
+
+serve: install
+	$(FLASK) db upgrade
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest

@@ -1,0 +1,61 @@
+"""Settings read from environment variables, parsed strictly so a typo fails at start-up."""
+
+import os
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the application cannot use."""
+
+
+def _int(name, default, minimum=None):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _zone(name, default):
+    raw = os.environ.get(name) or default
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: unknown time zone {raw!r}") from None
+    return raw
+
+
+def _locale(name, default):
+    raw = os.environ.get(name) or default
+    if raw not in ("zh_CN", "en"):
+        raise ConfigError(f"{name}: expected zh_CN or en, got {raw!r}")
+    return raw
+
+
+def from_environment(instance_path):
+    """Build the Flask config mapping from the environment, with the embedded defaults."""
+    sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
+    return {
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or "dev-only-change-me",
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{sqlite_path}",
+        # An empty REDIS_URL means: start the bundled Redis server in the instance folder.
+        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "BAOGONG_TIMEZONE": _zone("BAOGONG_TIMEZONE", "Asia/Shanghai"),
+        "BABEL_DEFAULT_LOCALE": _locale("BAOGONG_LOCALE", "zh_CN"),
+        "BABEL_DEFAULT_TIMEZONE": "UTC",
+        "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1),
+        "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
+        # An intent enqueued this long ago whose job is gone is put on the queue again.
+        "BAOGONG_RECONCILE_AFTER_SECONDS": _int("BAOGONG_RECONCILE_AFTER_SECONDS", 60, minimum=1),
+        "API_TITLE": "Baogong API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "JSON_AS_ASCII": False,
+    }

@@ -1,0 +1,444 @@
+"""The drill engine: runs a scenario on a simulated clock through the real services,
+the real queue and real RQ workers.
+
+The engine plays the people (the commander confirming, liaisons confirming, suppliers
+cooking and delivering, an inspector testing) by calling the same services their pages
+and the API call. Everything the system does by itself (notifying suppliers, reminding,
+escalating, re-allocating, situation reports) is left to the workers, and the engine
+waits for them to finish before it moves the clock on, so a run is repeatable.
+"""
+
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from app.alerts.services import receive
+from app.clock.models import ScheduledAction
+from app.clock.services import requeue_lost, tick
+from app.drills.models import DrillRun
+from app.duties.models import DutyAssignment
+from app.duties.services import confirm
+from app.extensions import db
+from app.incidents.models import Incident
+from app.incidents.services import change_level, open_incident, record
+from app.organisation.services import commander_of, department, liaison_of
+from app.process.services import activate, suggest_level
+from app.supply import dispatch, services as supply
+from app.supply.models import MEALS, Batch, SupplyTask
+from app.techsupport.services import record_rapid_test, retain_samples
+from app.types import utcnow
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05
+
+
+class DrillError(RuntimeError):
+    """The drill could not go on: the reason is for the drill controller."""
+
+
+class Engine:
+    """One run of one scenario."""
+
+    def __init__(self, scenario, run, plan, region, pool, settle_timeout=300):
+        self.scenario = scenario
+        self.run = run
+        self.plan = plan
+        self.region = region
+        self.pool = pool
+        self.settle_timeout = settle_timeout
+        self.incident = None
+        self.zone = ZoneInfo(region.get("timezone", "Asia/Shanghai"))
+        self.behaviour = scenario.suppliers
+
+    # The clock -----------------------------------------------------------------------
+
+    @property
+    def now(self):
+        return self.run.sim_now
+
+    def advance(self, at):
+        self.run.sim_now = at
+        db.session.commit()
+
+    def settle(self):
+        """Fire what is due, relay what is pending, and wait until the workers are idle."""
+        ids = [self.incident.id] if self.incident is not None else []
+        while True:
+            fired = tick(self.now, ids) if ids else 0
+            relayed = dispatch.relay(ids) if ids else 0
+            self._wait_idle(ids)
+            if not fired and not relayed and not self._due_now(ids):
+                return
+
+    def _due_now(self, ids):
+        if not ids:
+            return False
+        found = db.session.scalar(
+            select(func.count(ScheduledAction.id)).where(
+                ScheduledAction.incident_id.in_(ids),
+                ScheduledAction.due_at <= self.now,
+                ScheduledAction.done_at.is_(None),
+            )
+        )
+        db.session.commit()
+        return bool(found)
+
+    def _wait_idle(self, ids):
+        deadline = time.monotonic() + self.settle_timeout
+        reconciled_at = time.monotonic()
+        while True:
+            busy = dispatch.unfinished(ids) + db.session.scalar(
+                select(func.count(ScheduledAction.id)).where(
+                    ScheduledAction.incident_id.in_(ids),
+                    ScheduledAction.enqueued_at.is_not(None),
+                    ScheduledAction.done_at.is_(None),
+                )
+            )
+            db.session.commit()
+            if busy == 0:
+                return
+            if not self.pool.alive():
+                raise DrillError("every worker has stopped; see the worker log above")
+            if time.monotonic() - reconciled_at > 10:
+                # A job lost with a worker or a Redis restart: put it back.
+                dispatch.reconcile(5, ids)
+                dispatch.relay(ids)
+                requeue_lost(ids)
+                tick(self.now, ids)
+                reconciled_at = time.monotonic()
+            if time.monotonic() > deadline:
+                raise DrillError(f"workers did not finish within {self.settle_timeout} s")
+            time.sleep(POLL_SECONDS)
+
+    # The timetable ---------------------------------------------------------------------
+
+    def meal_slots(self):
+        """Every meal served inside the drill window that can still be planned in time."""
+        times = self.plan.settings.get("meal_times", {})
+        ahead = timedelta(minutes=self.scenario.plan_meals_ahead_minutes)
+        day = self.scenario.start.astimezone(self.zone).date()
+        last_day = self.scenario.end.astimezone(self.zone).date()
+        slots = []
+        while day <= last_day:
+            for meal in MEALS:
+                if meal not in times:
+                    continue
+                hour, minute = (int(x) for x in times[meal].split(":"))
+                serve_at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.zone)
+                if self.scenario.start <= serve_at - ahead and serve_at <= self.scenario.end:
+                    slots.append((meal, serve_at))
+            day += timedelta(days=1)
+        return slots
+
+    def timetable(self):
+        """(instant, order, action) for every inject and every supplier step of every meal."""
+        events = []
+        for n, inject in enumerate(self.scenario.injects):
+            events.append((inject["when"], 0, n, lambda inject=inject: self.inject(inject)))
+        b = self.behaviour
+        for meal, serve_at in self.meal_slots():
+            ahead = timedelta(minutes=self.scenario.plan_meals_ahead_minutes)
+            steps = (
+                (serve_at - ahead, self.plan_meal),
+                (serve_at - ahead + timedelta(minutes=b["accept_after_minutes"]), self.accept),
+                (serve_at - timedelta(minutes=b["cook_before_serving_minutes"]), self.cook),
+                (serve_at - timedelta(minutes=b["cooked_before_serving_minutes"]), self.sample),
+                (serve_at - timedelta(minutes=b["leave_before_serving_minutes"]), self.leave),
+                (serve_at - timedelta(minutes=5), self.deliver),
+                (serve_at, self.receive),
+            )
+            for order, (at, step) in enumerate(steps, start=1):
+                events.append(
+                    (at, order, 0, lambda step=step, meal=meal, s=serve_at: step(meal, s))
+                )
+        return sorted(events, key=lambda e: (e[0], e[1], e[2]))
+
+    def next_due_action(self):
+        if self.incident is None:
+            return None
+        due = db.session.scalar(
+            select(func.min(ScheduledAction.due_at)).where(
+                ScheduledAction.incident_id == self.incident.id,
+                ScheduledAction.due_at > self.now,
+                ScheduledAction.done_at.is_(None),
+            )
+        )
+        db.session.commit()
+        return due
+
+    def play(self):
+        """Run the whole scenario, then end the response if no inject did."""
+        events = self.timetable()
+        i = 0
+        while True:
+            candidates = [events[i][0]] if i < len(events) else []
+            due = self.next_due_action()
+            if due is not None:
+                candidates.append(due)
+            if not candidates:
+                break
+            at = min(candidates)
+            if at > self.scenario.end:
+                break
+            self.advance(at)
+            self.settle()
+            while i < len(events) and events[i][0] == at:
+                events[i][3]()
+                db.session.commit()
+                self.settle()
+                i += 1
+
+        self.advance(self.scenario.end)
+        self.settle()
+        if self.incident is not None and self.incident.status != "closed":
+            change_level(self.incident, None, reason="drill window ended", at=self.now)
+            db.session.commit()
+
+    # Injects: what the people do ------------------------------------------------------
+
+    def inject(self, inject):
+        handler = getattr(self, f"do_{inject['do']}")
+        log.info("drill %s: inject %s at %s", self.run.id, inject["do"], inject["when"])
+        handler(inject)
+
+    def do_receive_alert(self, inject):
+        alert, parsed, in_region = receive(
+            self.scenario.alert_bytes(),
+            region_code=self.region["code"],
+            at=self.now,
+            drill_run=self.run,
+        )
+        if parsed.status != "Exercise":
+            raise DrillError(f"the drill alert has status {parsed.status}, expected Exercise")
+        if in_region is False:
+            raise DrillError("the drill alert's area is outside the region")
+        info = parsed.info_for("zh-CN")
+        figures = dict(self.scenario.figures)
+        figures.setdefault("severity", info.severity if info else None)
+        headline = info.headline if info and info.headline else parsed.identifier
+        self.incident = open_incident(
+            kind="supply_emergency",
+            title=headline if headline.startswith("[演练]") else f"[演练] {headline}",
+            plan=self.plan,
+            at=self.now,
+            drill_run=self.run,
+            evacuees=figures.get("evacuees"),
+            towns=figures.get("towns"),
+            severity=figures.get("severity"),
+        )
+        alert.incident_id = self.incident.id
+        alert.action = "opened"
+        record(self.incident, "alert_received", f"{parsed.sender}: {info.headline}", self.now)
+        level, rule = suggest_level(self.plan, figures)
+        self.incident.suggested_level = level
+        self.incident.suggested_rule = rule
+        record(self.incident, "level_suggested", f"{level}: {rule}", self.now)
+
+    def do_confirm_level(self, inject):
+        level = inject.get("level") or self.incident.suggested_level
+        if level is None:
+            raise DrillError("no level was suggested and the inject names none")
+        reason = inject.get("reason") or "commander confirms the suggested level"
+        activate(
+            self.incident, level, at=self.now, reason=reason, by=commander_of_plan(self.plan)
+        )
+
+    def do_confirm_duties(self, inject):
+        wanted = inject["departments"]
+        skip = set(inject.get("except_", []))
+        assignments = db.session.scalars(
+            select(DutyAssignment).filter_by(incident_id=self.incident.id)
+        ).all()
+        for assignment in assignments:
+            code = assignment.department.code
+            if code in skip or (wanted != "all" and code not in wanted):
+                continue
+            if assignment.confirmed_at is not None:
+                continue
+            person = liaison_of(assignment.department_id)
+            if person is None:
+                raise DrillError(f"department {code} has nobody on duty to confirm")
+            confirm(assignment, person, self.now)
+
+    def do_open_points(self, inject):
+        for entry in inject["points"]:
+            point = supply.demand_point_by_code(entry["point"])
+            diets = {d: entry[d] for d in ("halal", "vegetarian", "infant", "soft_diet")}
+            supply.open_point(
+                self.incident, point, headcount=entry["headcount"], at=self.now, diets=diets
+            )
+
+    def do_rapid_test(self, inject):
+        supplier = supply.supplier_by_code(inject["supplier"])
+        batch = db.session.scalar(
+            select(Batch)
+            .join(SupplyTask)
+            .where(SupplyTask.incident_id == self.incident.id, Batch.supplier_id == supplier.id)
+            .order_by(Batch.id.desc())
+            .limit(1)
+        )
+        record_rapid_test(
+            supplier=supplier,
+            incident=self.incident,
+            analyte=inject["analyte"],
+            method=inject["method"],
+            value=inject["value"],
+            limit=inject["limit"],
+            unit=inject["unit"],
+            tested_by=inject["tested_by"],
+            at=self.now,
+            batch=batch,
+        )
+
+    def do_change_level(self, inject):
+        change_level(
+            self.incident,
+            inject["level"],
+            reason=inject["reason"],
+            at=self.now,
+            by=commander_of(self.incident),
+        )
+
+    def do_end_response(self, inject):
+        change_level(
+            self.incident, None, reason=inject["reason"], at=self.now, by=commander_of(self.incident)
+        )
+
+    # Meals: what the command centre and the suppliers do ------------------------------
+
+    def plan_meal(self, meal, serve_at):
+        if self.incident is None or self.incident.status != "active":
+            return
+        supply.allocate_meal(self.incident, meal, serve_at, self.now)
+
+    def _tasks(self, serve_at, statuses):
+        return db.session.scalars(
+            select(SupplyTask)
+            .where(
+                SupplyTask.incident_id == self.incident.id,
+                SupplyTask.serve_at == serve_at,
+                SupplyTask.status.in_(statuses),
+            )
+            .order_by(SupplyTask.id)
+        ).all()
+
+    def accept(self, meal, serve_at):
+        """Suppliers accept the tasks they were notified of."""
+        if self.incident is None:
+            return
+        for task in self._tasks(serve_at, ("notified",)):
+            supply.accept_task(task, self.now)
+
+    def cook(self, meal, serve_at):
+        """Kitchens start cooking every accepted task, accepting late arrivals first."""
+        if self.incident is None:
+            return
+        self.accept(meal, serve_at)
+        dishes = self.scenario.dishes.get(meal, [])
+        for task in self._tasks(serve_at, ("accepted",)):
+            supply.start_batch(task, dishes=dishes, at=self.now)
+
+    def sample(self, meal, serve_at):
+        """Batches come off the stove; one sample per dish is sealed and kept."""
+        if self.incident is None:
+            return
+        self.cook(meal, serve_at)
+        settings = self.plan.settings
+        for task in self._tasks(serve_at, ("cooking",)):
+            batch = _batch_of(task)
+            supply.finish_cooking(batch, self.now)
+            retain_samples(
+                batch,
+                at=self.now,
+                kept_at=self.behaviour["sample_kept_at"],
+                grams=self.behaviour["sample_grams"],
+                min_grams=settings.get("sample_min_grams", 125),
+                keep_hours=settings.get("sample_keep_hours", 48),
+            )
+
+    def leave(self, meal, serve_at):
+        if self.incident is None:
+            return
+        self.sample(meal, serve_at)
+        for task in self._tasks(serve_at, ("sampled",)):
+            temp = (
+                self.behaviour["hot_temp_c"]
+                if task.supplier.hot_holding
+                else self.behaviour["ambient_temp_c"]
+            )
+            supply.dispatch_batch(_batch_of(task), at=self.now, temp_c=temp)
+
+    def deliver(self, meal, serve_at):
+        if self.incident is None:
+            return
+        self.leave(meal, serve_at)
+        settings = self.plan.settings
+        delivered = defaultdict(int)
+        for task in self._tasks(serve_at, ("in_transit",)):
+            batch = _batch_of(task)
+            arrival = batch.left_at + timedelta(minutes=task.travel_minutes)
+            temp = batch.dispatch_temp_c - 3.0
+            supply.deliver_batch(
+                batch,
+                at=arrival,
+                temp_c=temp,
+                serving_minutes=settings.get("serving_minutes", 30),
+                window_minutes=settings.get("holding_window_minutes", 120),
+                hot_window_minutes=settings.get("hot_holding_window_minutes", 240),
+            )
+            if batch.status == "delivered":
+                delivered["meals"] += task.meals
+                delivered["tasks"] += 1
+        if delivered:
+            record(
+                self.incident,
+                "meals_delivered",
+                f"{meal} {serve_at.isoformat()}: {delivered['meals']} meals in "
+                f"{delivered['tasks']} tasks",
+                self.now,
+            )
+
+    def receive(self, meal, serve_at):
+        if self.incident is None:
+            return
+        for task in self._tasks(serve_at, ("delivered",)):
+            supply.receive_batch(_batch_of(task), self.now)
+
+
+def _batch_of(task):
+    return db.session.scalar(
+        select(Batch).filter_by(supply_task_id=task.id).order_by(Batch.id.desc()).limit(1)
+    )
+
+
+def commander_of_plan(plan):
+    """The on-duty commander of the plan's commanding department."""
+    from app.organisation.services import on_duty
+
+    code = plan.document.get("command", {}).get("commander_department", "government")
+    dept = department(code)
+    return on_duty(dept.id, "commander") if dept else None
+
+
+def start_run(scenario):
+    """Record a new drill run with its clock at the scenario's start."""
+    run = DrillRun(
+        scenario=scenario.name,
+        scenario_digest=scenario.digest,
+        sim_start=scenario.start,
+        sim_end=scenario.end,
+        sim_now=scenario.start,
+        started_at=utcnow(),
+    )
+    db.session.add(run)
+    db.session.commit()
+    return run
+
+
+def incident_of(run):
+    return db.session.scalar(select(Incident).filter_by(drill_run_id=run.id))

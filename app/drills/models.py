@@ -1,0 +1,23 @@
+"""Drill runs and their simulated clock."""
+
+from sqlalchemy import String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.types import UTCDateTime
+
+
+class DrillRun(db.Model):
+    """One run of a drill scenario (演练); `sim_now` is the simulated clock every job reads."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scenario: Mapped[str] = mapped_column(String(200))
+    scenario_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    sim_start = mapped_column(UTCDateTime, nullable=False)
+    sim_end = mapped_column(UTCDateTime, nullable=False)
+    sim_now = mapped_column(UTCDateTime, nullable=False)
+    started_at = mapped_column(UTCDateTime, nullable=False)
+    finished_at = mapped_column(UTCDateTime)
+    out_dir: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,228 @@
+"""The report of a drill run: figures from the database for that run's incident only."""
+
+import json
+import os
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from app.coordination.models import Notification, SituationReport
+from app.duties.models import DutyAssignment
+from app.extensions import db
+from app.incidents.models import LevelChange, TimelineEntry
+from app.supply.models import (
+    DELIVERED_TASK_STATUSES,
+    AllocationRun,
+    Batch,
+    DemandPoint,
+    MealDemand,
+    Supplier,
+    SupplierSuspension,
+    SupplyTask,
+)
+from app.supply.services import incident_figures
+from app.techsupport.models import RapidTest, RetainedSample
+from app.types import isoformat_utc
+
+
+def _count(query):
+    return int(db.session.scalar(query) or 0)
+
+
+def duty_figures(incident):
+    base = select(func.count(DutyAssignment.id)).filter_by(incident_id=incident.id)
+    return {
+        "assigned": _count(base),
+        "confirmed": _count(base.where(DutyAssignment.confirmed_at.is_not(None))),
+        "overdue": _count(base.where(DutyAssignment.overdue_at.is_not(None))),
+        "escalated": _count(base.where(DutyAssignment.escalated_at.is_not(None))),
+    }
+
+
+def shortfall(incident):
+    """Every point and meal where fewer meals were delivered than needed, with the reason."""
+    delivered = defaultdict(int)
+    cancelled = {}
+    for task in db.session.scalars(select(SupplyTask).filter_by(incident_id=incident.id)):
+        if task.status in DELIVERED_TASK_STATUSES:
+            delivered[(task.demand_point_id, task.serve_at)] += task.meals
+        elif task.status == "cancelled" and task.cancel_reason:
+            cancelled[(task.demand_point_id, task.serve_at)] = task.cancel_reason
+    reasons = {}
+    for run in db.session.scalars(
+        select(AllocationRun).filter_by(incident_id=incident.id).order_by(AllocationRun.id)
+    ):
+        for entry in run.shortfall:
+            reasons[(entry["point"], entry["serve_at"])] = entry["reason"]
+
+    rows = []
+    demands = db.session.scalars(
+        select(MealDemand).filter_by(incident_id=incident.id).order_by(MealDemand.serve_at)
+    )
+    for demand in demands:
+        key = (demand.demand_point_id, demand.serve_at)
+        missing = demand.meals - delivered[key]
+        if missing <= 0:
+            continue
+        point = demand.demand_point
+        reason = reasons.get((point.code, demand.serve_at.isoformat())) or cancelled.get(key)
+        rows.append(
+            {
+                "point": point.code,
+                "point_name": point.name,
+                "meal": demand.meal,
+                "serve_at": isoformat_utc(demand.serve_at),
+                "meals": missing,
+                "reason": reason or "not delivered by the end of the drill",
+            }
+        )
+    return rows
+
+
+def build_report(run, incident, scenario):
+    """Everything the drill controller scores, as plain JSON-ready data."""
+    figures = incident_figures(incident)
+    activation = db.session.scalar(
+        select(LevelChange)
+        .filter_by(incident_id=incident.id, from_level=None)
+        .order_by(LevelChange.id)
+        .limit(1)
+    )
+    tasks = select(func.count(SupplyTask.id)).filter_by(incident_id=incident.id)
+    reallocated = _count(
+        tasks.where(
+            SupplyTask.status == "cancelled", SupplyTask.cancel_reason.like("supplier suspended%")
+        )
+    )
+    samples = (
+        select(func.count(RetainedSample.id))
+        .join(Batch, RetainedSample.batch_id == Batch.id)
+        .join(SupplyTask, Batch.supply_task_id == SupplyTask.id)
+        .where(SupplyTask.incident_id == incident.id)
+    )
+    tests = select(func.count(RapidTest.id)).filter_by(incident_id=incident.id)
+    return {
+        "drill": {
+            "run_id": run.id,
+            "scenario": scenario.name,
+            "title": scenario.title,
+            "sim_start": isoformat_utc(run.sim_start),
+            "sim_end": isoformat_utc(run.sim_end),
+        },
+        "incident": {
+            "id": incident.id,
+            "title": incident.title,
+            "level": activation.to_level if activation else None,
+            "suggested_level": incident.suggested_level,
+            "suggested_rule": incident.suggested_rule,
+            "drill": incident.drill,
+            "status": incident.status,
+            "level_changes": [
+                {
+                    "at": isoformat_utc(c.at),
+                    "from": c.from_level,
+                    "to": c.to_level,
+                    "reason": c.reason,
+                }
+                for c in incident.level_changes
+            ],
+        },
+        "duties": duty_figures(incident),
+        **{k: figures[k] for k in ("demand_meals", "allocated_meals", "delivered_meals")},
+        "unmet_meals": figures["unmet_meals"],
+        "shortfall": shortfall(incident),
+        "suppliers_suspended": figures["suppliers_suspended"],
+        "tasks_reallocated": reallocated,
+        "tasks": {
+            "created": _count(tasks),
+            "delivered": _count(tasks.where(SupplyTask.status.in_(DELIVERED_TASK_STATUSES))),
+            "cancelled": _count(tasks.where(SupplyTask.status == "cancelled")),
+        },
+        "samples_retained": _count(samples),
+        "rapid_tests": {"run": _count(tests), "failed": _count(tests.filter_by(passed=False))},
+        "notifications_inapp": _count(
+            select(func.count(Notification.id)).filter_by(incident_id=incident.id)
+        ),
+        "sitreps": _count(
+            select(func.count(SituationReport.id)).filter_by(incident_id=incident.id)
+        ),
+        "timeline": [
+            {"at": isoformat_utc(e.at), "event": e.event, "detail": e.detail}
+            for e in db.session.scalars(
+                select(TimelineEntry)
+                .filter_by(incident_id=incident.id)
+                .order_by(TimelineEntry.at, TimelineEntry.id)
+            )
+        ],
+    }
+
+
+def map_data(incident):
+    """Plain data for the capacity map: suppliers, demand points, allocation lines."""
+    suspended = set(
+        db.session.scalars(
+            select(SupplierSuspension.supplier_id).filter_by(incident_id=incident.id)
+        )
+    )
+    peak = defaultdict(int)
+    per_slot = defaultdict(int)
+    lines = defaultdict(int)
+    point_meals = defaultdict(int)
+    for task in db.session.scalars(
+        select(SupplyTask).where(
+            SupplyTask.incident_id == incident.id, SupplyTask.status != "cancelled"
+        )
+    ):
+        per_slot[(task.supplier_id, task.serve_at)] += task.meals
+        lines[(task.supplier_id, task.demand_point_id)] += task.meals
+        point_meals[task.demand_point_id] += task.meals
+    for (supplier_id, _), meals in per_slot.items():
+        peak[supplier_id] = max(peak[supplier_id], meals)
+
+    demand = defaultdict(int)
+    headcount = defaultdict(int)
+    for row in db.session.scalars(select(MealDemand).filter_by(incident_id=incident.id)):
+        demand[row.demand_point_id] += row.meals
+        headcount[row.demand_point_id] = max(headcount[row.demand_point_id], row.meals)
+
+    suppliers = []
+    for s in db.session.scalars(select(Supplier).order_by(Supplier.id)):
+        capacity = s.lunch_capacity
+        suppliers.append(
+            {
+                "id": s.id,
+                "name": s.name,
+                "lat": s.lat,
+                "lon": s.lon,
+                "capacity": capacity,
+                "available": 0 if s.id in suspended else max(0, capacity - peak[s.id]),
+                "risk_colour": s.risk_colour,
+                "status": "suspended" if (s.id in suspended or s.status != "active") else "active",
+                "rating": s.rating,
+                "type": s.type,
+            }
+        )
+    points = [
+        {
+            "id": p.id,
+            "name": p.name,
+            "lat": p.lat,
+            "lon": p.lon,
+            "type": p.type,
+            "headcount": headcount[p.id],
+            "meals_demand": demand[p.id],
+            "meals_allocated": point_meals[p.id],
+        }
+        for p in db.session.scalars(select(DemandPoint).order_by(DemandPoint.id))
+    ]
+    allocations = [
+        {"supplier_id": s, "demand_point_id": p, "meals": m} for (s, p), m in sorted(lines.items())
+    ]
+    return suppliers, points, allocations
+
+
+def write_report_json(report, out_dir):
+    path = os.path.join(out_dir, "report.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, ensure_ascii=False, indent=2)
+    return path

@@ -1,0 +1,63 @@
+"""Incidents, their response levels over time, and what happened when."""
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.process.models import Plan
+from app.types import UTCDateTime
+
+INCIDENT_KINDS = ("supply_emergency", "food_safety", "major_event")
+
+
+class Incident(db.Model):
+    """A public emergency or major event the command responds to (事件).
+
+    A drill incident belongs to a drill run; every record hanging on it is a drill record.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    title: Mapped[str] = mapped_column(String(300))
+    drill: Mapped[bool] = mapped_column(default=False)
+    drill_run_id: Mapped[int | None] = mapped_column(ForeignKey("drill_run.id"), index=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plan.id"))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    level: Mapped[str | None] = mapped_column(String(4))
+    suggested_level: Mapped[str | None] = mapped_column(String(4))
+    suggested_rule: Mapped[str | None] = mapped_column(Text)
+    evacuees: Mapped[int | None]
+    towns: Mapped[int | None]
+    severity: Mapped[str | None] = mapped_column(String(20))
+    opened_at = mapped_column(UTCDateTime, nullable=False)
+    activated_at = mapped_column(UTCDateTime)
+    closed_at = mapped_column(UTCDateTime)
+
+    plan: Mapped[Plan] = relationship()
+    level_changes: Mapped[list["LevelChange"]] = relationship(
+        back_populates="incident", order_by="LevelChange.at"
+    )
+
+
+class LevelChange(db.Model):
+    """A response level set, raised, lowered or ended, always with a reason."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    from_level: Mapped[str | None] = mapped_column(String(4))
+    to_level: Mapped[str | None] = mapped_column(String(4))
+    reason: Mapped[str] = mapped_column(Text)
+    by_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    at = mapped_column(UTCDateTime, nullable=False)
+
+    incident: Mapped[Incident] = relationship(back_populates="level_changes")
+
+
+class TimelineEntry(db.Model):
+    """One thing that happened in an incident, on its clock (real or simulated)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    at = mapped_column(UTCDateTime, nullable=False)
+    event: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,35 @@
+"""Emergency plans: response levels, rule tables, duties and settings, versioned."""
+
+from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.types import UTCDateTime
+
+LEVELS = ("I", "II", "III", "IV")
+
+
+class Plan(db.Model):
+    """One version of an emergency plan (应急预案); an incident keeps the version it used.
+
+    The whole plan document is kept as imported; duties are also rows so assignments can
+    point at them.
+    """
+
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(default=1)
+    title: Mapped[str] = mapped_column(String(300))
+    jurisdiction: Mapped[str] = mapped_column(String(12))
+    document: Mapped[dict] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    imported_at = mapped_column(UTCDateTime, nullable=False)
+
+    @property
+    def settings(self):
+        return self.document.get("settings", {})
+
+    def level(self, code):
+        return self.document["levels"][code]

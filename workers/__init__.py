@@ -1,0 +1,1 @@
+"""RQ job entry points and worker start-up. Jobs take ids and call module services."""

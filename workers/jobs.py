@@ -1,0 +1,124 @@
+"""Job entry points. Each loads rows by id in its own app context and calls a service.
+
+A job that fails raises, so RQ records it; every job is safe to run twice.
+"""
+
+import logging
+
+from flask import current_app, has_app_context
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+_app = None
+
+
+def _get_app():
+    """The app of the calling process: the current one in tests, else one made once."""
+    global _app
+    if has_app_context():
+        return current_app._get_current_object()
+    if _app is None:
+        from app import create_app
+
+        _app = create_app()
+    return _app
+
+
+def dispatch_supply_task(task_id):
+    """Notify the supplier of a supply task, once."""
+    from app.clock.services import now
+    from app.incidents.models import Incident
+    from app.supply.dispatch import claim
+    from app.supply.models import SupplyTask
+    from app.supply.services import notify_supplier_of_task
+
+    with _get_app().app_context():
+        task = db.session.get(SupplyTask, task_id)
+        if task is None:
+            raise LookupError(f"supply task {task_id} does not exist")
+        if not claim(task_id):
+            log.info("supply task %s: already dispatched, nothing to do", task_id)
+            db.session.rollback()
+            return "already done"
+        if task.status == "cancelled":
+            db.session.commit()
+            return "cancelled"
+
+        at = now(db.session.get(Incident, task.incident_id))
+        notify_supplier_of_task(task, at)
+        if task.status == "created":
+            task.status = "notified"
+        task.notified_at = at
+        task.updated_at = at
+        db.session.commit()
+        log.info("supply task %s: supplier %s notified", task_id, task.supplier_id)
+        return "notified"
+
+
+def run_scheduled_action(action_id):
+    """Carry out a due action (remind, escalate, report, re-allocate), once."""
+    from app.clock.models import ScheduledAction
+    from app.clock.services import claim, now
+    from app.incidents.models import Incident
+
+    with _get_app().app_context():
+        action = db.session.get(ScheduledAction, action_id)
+        if action is None:
+            raise LookupError(f"scheduled action {action_id} does not exist")
+        incident = db.session.get(Incident, action.incident_id)
+        at = now(incident)
+        if not claim(action_id):
+            db.session.rollback()
+            log.info("action %s: already done", action_id)
+            return "already done"
+
+        outcome = _ACTIONS[action.kind](action, incident, at)
+        action.outcome = outcome
+        db.session.commit()
+        log.info("action %s: %s of %s -> %s", action_id, action.kind, action.subject_id, outcome)
+
+        if action.kind == "reallocate_supplier":
+            from app.supply.dispatch import relay
+
+            relay()
+        return outcome
+
+
+def _duty_remind(action, incident, at):
+    from app.duties.models import DutyAssignment
+    from app.duties.services import remind
+
+    return remind(db.session.get(DutyAssignment, action.subject_id), at)
+
+
+def _duty_escalate(action, incident, at):
+    from app.duties.models import DutyAssignment
+    from app.duties.services import escalate
+
+    return escalate(db.session.get(DutyAssignment, action.subject_id), at)
+
+
+def _sitrep(action, incident, at):
+    from app.coordination.services import issue_sitrep
+
+    if incident.status == "closed":
+        return "incident closed"
+    return f"report no. {issue_sitrep(incident, at).number}"
+
+
+def _reallocate_supplier(action, incident, at):
+    from app.supply.models import SupplierSuspension
+    from app.supply.services import reallocate_after_suspension
+
+    suspension = db.session.get(SupplierSuspension, action.subject_id)
+    moved = reallocate_after_suspension(suspension, incident, at)
+    return f"{len(moved)} tasks re-allocated"
+
+
+_ACTIONS = {
+    "duty_remind": _duty_remind,
+    "duty_escalate": _duty_escalate,
+    "sitrep": _sitrep,
+    "reallocate_supplier": _reallocate_supplier,
+}
