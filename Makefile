@@ -7,7 +7,7 @@ SERVE ?= 1
 OUT ?= out/typhoon
 HOST ?= 127.0.0.1
 PORT ?= 5000
-CATALOG := app/translations/zh_CN/LC_MESSAGES/messages
+CATALOG := app/translations/zh_Hans_CN/LC_MESSAGES/messages
 
 .PHONY: install demo test serve migrate-check
 

@@ -76,7 +76,8 @@ def _coordinate(row, boundary, where):
     except ValueError:
         raise ValueError(f"{where}: lat/lon must be numbers") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise ValueError(f"{where}: lat/lon outside the world ({lat}, {lon})")
+        hint = "; swapped latitude and longitude?" if -90 <= lon <= 90 else ""
+        raise ValueError(f"{where}: lat/lon outside the world ({lat}, {lon}){hint}")
     distance_km = boundary.distance(Point(lon, lat)) * KM_PER_DEGREE
     if distance_km > MAX_KM_OUTSIDE:
         raise ValueError(

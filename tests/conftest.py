@@ -110,6 +110,8 @@ def run_worker(app):
     """Run a real RQ worker in burst mode on every queue; returns how many jobs it ran."""
 
     def run():
+        # The test's own transaction ends first: on SQLite it would hold the write lock.
+        db.session.commit()
         worker = SimpleWorker([get_queue(name) for name in QUEUE_NAMES], connection=get_redis())
         worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
         return worker.successful_job_count + worker.failed_job_count

@@ -2,8 +2,9 @@
 unknown fields; validation errors become 422 JSON with field messages."""
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import RAISE, Schema, fields
+from flask_smorest import Blueprint as SmorestBlueprint
+from marshmallow import RAISE, Schema, fields, validate
+from webargs.flaskparser import FlaskParser
 from sqlalchemy import select
 
 from app.drills.models import DrillRun
@@ -11,6 +12,18 @@ from app.extensions import db
 from app.incidents.models import Incident
 from app.supply.models import DemandPoint, Supplier
 from app.supply.services import incident_figures
+
+
+
+class StrictParser(FlaskParser):
+    """Every location follows its schema, so an unknown query field is refused too."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {}
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = StrictParser()
+
 
 health = Blueprint("health", __name__, url_prefix="/api", description="Liveness")
 incidents = Blueprint("incidents", __name__, url_prefix="/api/incidents", description="Incidents")
@@ -24,8 +37,8 @@ class StrictSchema(Schema):
 
 
 class PageQuery(StrictSchema):
-    limit = fields.Integer(load_default=100, validate=lambda n: 1 <= n <= 1000)
-    offset = fields.Integer(load_default=0, validate=lambda n: n >= 0)
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
 
 
 class IncidentSchema(StrictSchema):

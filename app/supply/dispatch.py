@@ -63,6 +63,7 @@ def relay(incident_ids=None):
             break
         _enqueue(intents)
         count += len(intents)
+    db.session.commit()  # end the read, so no lock is held while workers write
     if count:
         log.info("relay: %d supply tasks put on the queue", count)
     return count

@@ -1,0 +1,46 @@
+"""Small builders shared by the service tests."""
+
+from datetime import datetime, timezone
+
+from app.drills.models import DrillRun
+from app.extensions import db
+from app.incidents.services import open_incident
+from app.process.services import activate, latest_plan
+from app.supply.services import demand_point_by_code, open_point
+
+T0 = datetime(2026, 9, 14, 0, 0, tzinfo=timezone.utc)
+
+
+def drill_run(at=T0):
+    """A drill run whose simulated clock stands at `at`."""
+    run = DrillRun(
+        scenario="test", scenario_digest="0" * 64, sim_start=at, sim_end=at, sim_now=at,
+        started_at=at,
+    )
+    db.session.add(run)
+    db.session.flush()
+    return run
+
+
+def incident(level="II", drill=True, at=T0):
+    """An activated supply-emergency incident on the shipped plan."""
+    plan = latest_plan("zhenhai-catering-supply")
+    run = drill_run(at) if drill else None
+    found = open_incident(
+        kind="supply_emergency", title="test incident", plan=plan, at=at, drill_run=run
+    )
+    activate(found, level, at=at, reason="test activation")
+    db.session.commit()
+    return found
+
+
+def set_clock(found, at):
+    """Move a drill incident's simulated clock."""
+    db.session.get(DrillRun, found.drill_run_id).sim_now = at
+    db.session.commit()
+
+
+def open_shelters(found, headcounts, at=T0):
+    for code, headcount in headcounts.items():
+        open_point(found, demand_point_by_code(code), headcount=headcount, at=at)
+    db.session.commit()

@@ -1,0 +1,76 @@
+"""The typhoon drill end to end through real workers, run twice: same figures, only
+drill records, and a report that explains every unmet meal."""
+
+import json
+import os
+
+from sqlalchemy import func, select
+
+from app.drills.services import run_drill
+from app.extensions import db
+from app.fixtures import FIXTURES
+from app.supply.models import Supplier, SupplierSuspension
+
+SCENARIO = os.path.join(FIXTURES, "drills", "typhoon.yaml")
+FIGURES = (
+    "duties",
+    "demand_meals",
+    "allocated_meals",
+    "delivered_meals",
+    "unmet_meals",
+    "shortfall",
+    "suppliers_suspended",
+    "tasks_reallocated",
+)
+
+
+def _supplier_rows():
+    return {s.code: (s.status, s.lunch_capacity) for s in db.session.scalars(select(Supplier))}
+
+
+def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
+    """One test on purpose: each run takes half a minute of real workers."""
+    first, paths = run_drill(SCENARIO, str(tmp_path / "run1"))
+    after_first = _supplier_rows()
+    second, _ = run_drill(SCENARIO, str(tmp_path / "run2"))
+
+    assert first["incident"]["drill"] is True
+    assert first["incident"]["level"] in ("I", "II", "III", "IV")
+    assert first["demand_meals"] == 50000 * 8
+    assert first["delivered_meals"] > 0
+    assert first["unmet_meals"] == first["demand_meals"] - first["delivered_meals"]
+    assert first["unmet_meals"] == sum(row["meals"] for row in first["shortfall"])
+    assert first["duties"]["escalated"] >= 1
+    assert first["duties"]["overdue"] >= first["duties"]["escalated"]
+    assert first["duties"]["confirmed"] == first["duties"]["assigned"]
+    assert first["suppliers_suspended"] == 1
+    assert first["tasks_reallocated"] >= 1
+    assert first["rapid_tests"] == {"run": 2, "failed": 1}
+    events = [entry["event"] for entry in first["timeline"]]
+    for event in (
+        "alert_received", "level_suggested", "plan_activated", "duty_overdue", "duty_escalated",
+        "point_opened", "allocation_solved", "rapid_test_failed", "supplier_suspended",
+        "reallocation_solved", "meals_delivered", "sitrep_issued", "response_ended",
+    ):
+        assert event in events, event
+    assert all(entry["at"].endswith("Z") for entry in first["timeline"])
+
+    for name in ("report_json", "report_html", "map"):
+        assert os.path.getsize(paths[name]) > 0
+    with open(paths["report_json"], encoding="utf-8") as handle:
+        assert json.load(handle)["incident"]["id"] == first["incident"]["id"]
+    with open(paths["report_html"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert "演练" in page and str(first["delivered_meals"]) in page and "map.html" in page
+
+    # The second run starts from the same state and counts only itself.
+    assert second["incident"]["id"] != first["incident"]["id"]
+    assert {k: second[k] for k in FIGURES} == {k: first[k] for k in FIGURES}
+
+    # Suspensions stayed in the drills: no supplier row changed, no live suspension.
+    assert _supplier_rows() == after_first
+    assert {status for status, _ in after_first.values()} == {"active"}
+    live = db.session.scalar(
+        select(func.count(SupplierSuspension.id)).where(SupplierSuspension.drill.is_(False))
+    )
+    assert live == 0
