@@ -8,6 +8,7 @@ from ortools.linear_solver import pywraplp
 
 from app.supply.allocation import (
     COST_SCALE,
+    DEFAULT_RISK_WEIGHTS,
     DIET_KINDS,
     PRIORITY_UNMET_PENALTY,
     UNMET_PENALTY,
@@ -347,3 +348,36 @@ def test_rules_from_settings_ignore_unknown_keys_and_read_known_ones():
     assert rules.hot_holding_window_minutes == Rules().hot_holding_window_minutes
     assert rules.risk_weights == Rules().risk_weights
     assert not hasattr(rules, "note")
+
+
+def test_an_unknown_diet_is_refused_not_dropped():
+    with pytest.raises(ValueError, match="kosher"):
+        solve([supplier(1)], [point(10, regular=5, kosher=7)], Rules())
+
+
+def test_a_fractional_meal_count_is_refused():
+    with pytest.raises(ValueError, match="whole number"):
+        solve([supplier(1)], [point(10, halal=2.7)], Rules())
+
+
+def test_regular_meals_may_come_from_any_kitchen():
+    only_halal = supplier(1, diets=("halal",))
+    only_halal = SupplierNode(**{**only_halal.__dict__, "diets": frozenset({"halal"})})
+
+    solution = solve([only_halal], [point(10, regular=5)], Rules())
+
+    assert solution.shortfall == []
+    assert sum(a.meals for a in solution.assignments) == 5
+
+
+def test_a_plan_weighting_one_colour_keeps_the_defaults_for_the_others():
+    rules = Rules.from_settings({"risk_weights": {"red": 3.0}})
+
+    assert rules.risk_weights["red"] == 3.0
+    assert rules.risk_weights["yellow"] == DEFAULT_RISK_WEIGHTS["yellow"]
+
+
+def test_shortfall_reasons_name_diets_in_words():
+    solution = solve([supplier(1)], [point(10, soft_diet=4)], Rules())
+
+    assert solution.shortfall[0].reason == "no soft diet kitchen in reach"

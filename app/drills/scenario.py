@@ -45,6 +45,12 @@ class PointOpeningSchema(Schema):
     infant = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
     soft_diet = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0))
 
+    @validates_schema
+    def check_diets(self, data, **kwargs):
+        special = sum(data.get(k, 0) for k in ("halal", "vegetarian", "infant", "soft_diet"))
+        if special > data.get("headcount", 0):
+            raise ValidationError("special diets add up to more than the headcount", "headcount")
+
 
 class InjectSchema(Schema):
     """One timed event of the scenario; `at` is "+HH:MM" from the start."""

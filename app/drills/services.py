@@ -9,6 +9,7 @@ from flask_babel import force_locale
 from app.drills.engine import DrillError, Engine, incident_of, start_run
 from app.drills.report import build_report, map_data, write_report_json
 from app.drills.scenario import load_scenario
+from app.errors import InvalidInput
 from app.extensions import db
 from app.fixtures import FIXTURES, fixtures_present, load_all, load_region
 from app.process.services import latest_plan
@@ -30,9 +31,14 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     if not fixtures_present():
         log.info("drill: region pack missing, loading it")
         load_all()
-    plan = latest_plan(scenario.plan)
+    if not os.path.isfile(os.path.join(region_dir, "region.yaml")):
+        raise InvalidInput("scenario refused", {"region": [f"no region pack {scenario.region!r}"]})
     region = load_region(region_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    plan = latest_plan(scenario.plan, required=False)
+    if plan is None:
+        raise InvalidInput("scenario refused", {"plan": [f"no plan named {scenario.plan!r}"]})
+    check_against_data(scenario, region)
+    _prepare_out_dir(out_dir)
 
     run = start_run(scenario)
     run.out_dir = os.path.abspath(out_dir)
@@ -59,6 +65,61 @@ def run_drill(scenario_path, out_dir, *, workers=None):
         raise
     log.info("drill %s: finished, report in %s", run.id, paths["report_json"])
     return report, paths
+
+
+def check_against_data(scenario, region):
+    """Refuse, before anything runs, a scenario whose alert or codes cannot work."""
+    from sqlalchemy import select
+
+    from app.alerts.cap import CapError, parse_cap
+    from app.alerts.services import alert_in_region
+    from app.organisation.models import Department
+    from app.supply.models import DemandPoint, Supplier
+
+    errors = {}
+    try:
+        alert = parse_cap(scenario.alert_bytes())
+    except CapError as error:
+        errors["alert"] = [f"refused: {error}"]
+    except OSError as error:
+        errors["alert"] = [str(error)]
+    else:
+        if alert.status != "Exercise":
+            errors["alert"] = [f"a drill alert has status Exercise, this one {alert.status}"]
+        elif alert_in_region(alert, region["code"]) is False:
+            errors["alert"] = [f"the alert's area is outside region {region['code']}"]
+
+    known = {
+        "point": set(db.session.scalars(select(DemandPoint.code))),
+        "supplier": set(db.session.scalars(select(Supplier.code))),
+        "departments": set(db.session.scalars(select(Department.code))),
+    }
+    for n, inject in enumerate(scenario.injects):
+        where = f"injects[{n}] ({inject['at']} {inject['do']})"
+        for entry in inject.get("points", []):
+            if entry["point"] not in known["point"]:
+                errors.setdefault(where, []).append(f"unknown demand point {entry['point']}")
+        if "supplier" in inject and inject["supplier"] not in known["supplier"]:
+            errors.setdefault(where, []).append(f"unknown supplier {inject['supplier']}")
+        departments = inject.get("departments")
+        if isinstance(departments, list):
+            for code in set(departments) - known["departments"]:
+                errors.setdefault(where, []).append(f"unknown department {code}")
+        elif departments not in (None, "all"):
+            errors.setdefault(where, []).append("departments is 'all' or a list of codes")
+    if errors:
+        raise InvalidInput("scenario refused", errors)
+
+
+def _prepare_out_dir(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".write-test")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise InvalidInput("output folder refused", {"out": [str(error)]}) from None
 
 
 def write_outputs(report, run, incident, region, out_dir):

@@ -59,6 +59,9 @@ class Rules:
     @classmethod
     def from_settings(cls, settings):
         known = {k: settings[k] for k in cls.__dataclass_fields__ if k in settings}
+        if "risk_weights" in known:
+            # A plan that weights some colours keeps the default for the others.
+            known["risk_weights"] = {**DEFAULT_RISK_WEIGHTS, **known["risk_weights"]}
         return cls(**known)
 
 
@@ -101,7 +104,7 @@ def travel_minutes(supplier, demand, rules):
 
 def _pair_block(supplier, demand, diet, minutes, rules):
     """Why this supplier may not serve this diet at this point, or None when it may."""
-    if diet not in supplier.diets:
+    if diet != "regular" and diet not in supplier.diets:
         return "diet"
     floor = rules.rating_floor.get(demand.type)
     if floor and RATING_ORDER[supplier.rating] > RATING_ORDER[floor]:
@@ -114,7 +117,7 @@ def _pair_block(supplier, demand, diet, minutes, rules):
 
 def _reason(diet, blocks, floor):
     """Say why meals of a diet went unmet at a point, from what blocked each supplier."""
-    label = "kitchen" if diet == "regular" else f"{diet} kitchen"
+    label = "kitchen" if diet == "regular" else f"{diet.replace('_', ' ')} kitchen"
     allowed = blocks.count(None)
     if allowed:
         return "capacity in reach exhausted"
@@ -123,8 +126,18 @@ def _reason(diet, blocks, floor):
     return f"no {label} in reach"
 
 
+def _check_demand(demand):
+    for diet, meals in demand.by_diet.items():
+        if diet not in DIET_KINDS:
+            raise ValueError(f"demand {demand.id}: unknown diet {diet!r}")
+        if not isinstance(meals, int) or isinstance(meals, bool) or meals < 0:
+            raise ValueError(f"demand {demand.id}: {diet} meals must be a whole number >= 0")
+
+
 def solve(suppliers, demands, rules):
     """Allocate every demand node's meals by diet at least cost; report what is unmet."""
+    for demand in demands:
+        _check_demand(demand)
     flow = min_cost_flow.SimpleMinCostFlow()
     source, unmet = 0, 1
     supplier_node = {s.id: 2 + i for i, s in enumerate(suppliers)}
@@ -142,7 +155,7 @@ def solve(suppliers, demands, rules):
     for d in demands:
         minutes = {s.id: travel_minutes(s, d, rules) for s in suppliers}
         for diet in DIET_KINDS:
-            meals = int(d.by_diet.get(diet, 0))
+            meals = d.by_diet.get(diet, 0)
             if meals <= 0:
                 continue
             node = next_node

@@ -1,0 +1,130 @@
+"""A drill scenario is checked before anything runs: a bad one is refused with the field,
+exit code 2 and nothing recorded."""
+
+import shutil
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from app.drills.models import DrillRun
+from app.drills.scenario import load_scenario
+from app.errors import InvalidInput
+from app.extensions import db
+from app.fixtures import FIXTURES
+
+SCENARIO = f"{FIXTURES}/drills/typhoon.yaml"
+ATTACK = "attack-external-entities.xml"
+
+
+@pytest.fixture
+def scenario_copy(tmp_path):
+    """A writable copy of the typhoon scenario and its alert; returns (edit, path)."""
+    shutil.copy(SCENARIO, tmp_path / "s.yaml")
+    shutil.copy(f"{FIXTURES}/drills/typhoon-cap.xml", tmp_path / "typhoon-cap.xml")
+    path = tmp_path / "s.yaml"
+
+    def edit(change):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(document)
+        path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+        return str(path)
+
+    return edit
+
+
+def _errors(path):
+    with pytest.raises(InvalidInput) as refused:
+        load_scenario(path)
+    return refused.value.errors
+
+
+def test_the_shipped_scenario_loads():
+    scenario = load_scenario(SCENARIO)
+
+    assert scenario.duration_hours == 72
+    opened = sum(p["headcount"] for i in scenario.injects for p in i.get("points", []))
+    assert opened == 50000
+
+
+def test_unknown_fields_are_refused(scenario_copy):
+    path = scenario_copy(lambda d: d.update(colour="red"))
+
+    assert "colour" in _errors(path)
+
+
+def test_an_inject_time_must_be_an_offset(scenario_copy):
+    path = scenario_copy(lambda d: d["injects"][0].update(at="06:00"))
+
+    assert "at" in str(_errors(path)["injects"])
+
+
+def test_a_start_without_offset_is_refused(scenario_copy):
+    path = scenario_copy(lambda d: d.update(start="2026-09-14T06:00:00"))
+
+    assert "start" in _errors(path)
+
+
+def test_negative_headcounts_and_too_many_special_diets_are_refused(scenario_copy):
+    def change(document):
+        points = next(i for i in document["injects"] if i["do"] == "open_points")["points"]
+        points[0]["headcount"] = -5
+        points[1]["halal"] = points[1]["headcount"] + 1
+
+    assert "points" in str(_errors(scenario_copy(change)))
+
+
+def test_a_missing_file_is_refused(tmp_path):
+    assert "file" in _errors(str(tmp_path / "nope.yaml"))
+
+
+def _run(app, path, out):
+    runner = app.test_cli_runner()
+    return runner.invoke(args=["drill", "run", path, "--out", str(out)])
+
+
+def test_an_unknown_supplier_is_refused_before_the_drill_starts(app, scenario_copy, tmp_path):
+    def change(document):
+        next(i for i in document["injects"] if i["do"] == "rapid_test")["supplier"] = "ZH-SUP-999"
+
+    result = _run(app, scenario_copy(change), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "ZH-SUP-999" in result.stderr
+    assert db.session.scalar(select(func.count(DrillRun.id))) == 0
+
+
+def test_a_hostile_alert_is_refused(app, scenario_copy, tmp_path):
+    from tests.test_cap import SHARED_CAP as CAP_DIR
+
+    if not (CAP_DIR / ATTACK).exists():
+        pytest.skip("shared CAP samples not present")
+    shutil.copy(CAP_DIR / ATTACK, tmp_path / ATTACK)
+
+    result = _run(app, scenario_copy(lambda d: d.update(alert=ATTACK)), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "alert" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_actual_alert_is_refused_for_a_drill(app, scenario_copy, tmp_path):
+    cap = (tmp_path / "typhoon-cap.xml").read_text(encoding="utf-8")
+    (tmp_path / "typhoon-cap.xml").write_text(
+        cap.replace("<status>Exercise</status>", "<status>Actual</status>"), encoding="utf-8"
+    )
+
+    result = _run(app, scenario_copy(lambda d: None), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "Exercise" in result.stderr
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_refused(app, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+
+    result = _run(app, SCENARIO, blocker / "out")
+
+    assert result.exit_code == 2
+    assert "out" in result.stderr
