@@ -62,6 +62,9 @@ def drill_run(scenario, out_dir, workers):
     except DrillError as error:
         click.echo(f"drill failed: {error}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("drill interrupted; workers stopped, the run is marked failed", err=True)
+        sys.exit(130)
     except Exception as error:
         # The cause goes to the log at debug level; the controller gets one line.
         log.debug("drill failed", exc_info=True)

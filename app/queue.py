@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 QUEUE_DISPATCH = "dispatch"
 QUEUE_DEFAULT = "default"
 QUEUE_NAMES = (QUEUE_DISPATCH, QUEUE_DEFAULT)
-FAILURE_TTL = 7 * 24 * 3600
 
 
 class RedisHolder:

@@ -13,11 +13,12 @@ from app.queue import QUEUE_NAMES, get_queue, get_redis
 
 
 class JobContextFilter(logging.Filter):
-    """Stamp the current job id on every log record a worker writes."""
+    """Stamp the current job id and its incident id on every log record a worker writes."""
 
     def filter(self, record):
         job = get_current_job()
         record.job_id = job.id if job is not None else "-"
+        record.incident_id = job.meta.get("incident_id", "-") if job is not None else "-"
         return True
 
 
@@ -31,7 +32,8 @@ def main(argv=None):
     handler = logging.StreamHandler()
     handler.addFilter(JobContextFilter())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [job %(job_id)s] %(name)s: %(message)s")
+        logging.Formatter("%(asctime)s %(levelname)s [job %(job_id)s incident %(incident_id)s] %(name)s: "
+            "%(message)s")
     )
     root = logging.getLogger()
     root.handlers = [handler]

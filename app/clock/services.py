@@ -63,6 +63,7 @@ def tick(at, incident_ids=None):
             action.id,
             job_id=job_id_for(action),
             description=f"{action.kind} {action.subject_id}",
+            meta={"incident_id": action.incident_id},
         )
         action.enqueued_at = utcnow()
         db.session.commit()

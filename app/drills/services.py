@@ -27,6 +27,7 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     from workers.pool import WorkerPool
 
     scenario = load_scenario(scenario_path)
+    _ensure_schema()
     region_dir = os.path.join(FIXTURES, scenario.region)
     if not fixtures_present():
         log.info("drill: region pack missing, loading it")
@@ -65,6 +66,17 @@ def run_drill(scenario_path, out_dir, *, workers=None):
         raise
     log.info("drill %s: finished, report in %s", run.id, paths["report_json"])
     return report, paths
+
+
+def _ensure_schema():
+    """Create the schema through the migrations when the database is new."""
+    from flask_migrate import upgrade
+    from sqlalchemy import inspect
+
+    if not inspect(db.session.connection()).has_table("drill_run"):
+        log.info("drill: empty database, creating the schema")
+        db.session.commit()  # migrations use a connection of their own
+        upgrade()
 
 
 def check_against_data(scenario, region):

@@ -12,6 +12,7 @@ from datetime import timedelta
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.types import utcnow
@@ -35,6 +36,7 @@ def _enqueue(intents):
             args=(intent.supply_task_id,),
             job_id=job_id_for(intent.supply_task_id),
             description=f"dispatch supply task {intent.supply_task_id}",
+            meta={"incident_id": intent.supply_task.incident_id},
         )
         for intent in intents
     ]
@@ -55,7 +57,11 @@ def relay(incident_ids=None):
     """
     count = 0
     while True:
-        query = select(DispatchIntent).where(DispatchIntent.status == "pending")
+        query = (
+            select(DispatchIntent)
+            .options(joinedload(DispatchIntent.supply_task))
+            .where(DispatchIntent.status == "pending")
+        )
         if incident_ids is not None:
             query = query.join(SupplyTask).where(SupplyTask.incident_id.in_(incident_ids))
         intents = db.session.scalars(query.order_by(DispatchIntent.id).limit(RELAY_BATCH)).all()
