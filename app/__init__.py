@@ -5,6 +5,7 @@ The application factory wires the extensions, the queue and one blueprint per mo
 
 import logging
 import os
+import sys
 
 from flask import Flask, request
 from flask_babel import get_locale
@@ -22,12 +23,17 @@ def create_app(test_config=None):
     """Create the app; `test_config` overrides settings read from the environment."""
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(config.from_environment(app.instance_path))
+    try:
+        app.config.from_mapping(config.from_environment(app.instance_path))
+    except config.ConfigError as error:
+        # A bad setting stops every entry point (CLI, gunicorn, workers) with one line.
+        sys.stderr.write(f"configuration refused: {error}\n")
+        raise SystemExit(2) from None
     if test_config:
         app.config.from_mapping(test_config)
 
     logging.basicConfig(
-        level=os.environ.get("BAOGONG_LOG_LEVEL", "INFO"),
+        level=app.config["BAOGONG_LOG_LEVEL"],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
@@ -35,6 +41,9 @@ def create_app(test_config=None):
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     babel.init_app(app, locale_selector=_select_locale)
     app.jinja_env.globals["get_locale"] = get_locale
+    app.jinja_env.globals["zone_name"] = app.config["BAOGONG_TIMEZONE"]
+    app.jinja_env.filters["local_time"] = _local_time
+    app.json.ensure_ascii = False
     queue.init_app(app)
     _import_models()
 
@@ -51,6 +60,22 @@ def create_app(test_config=None):
 
     cli.register(app)
     return app
+
+
+def _local_time(value):
+    """Pages show instants in the configured zone; values may be ISO strings or datetimes."""
+    from datetime import datetime
+
+    from flask import current_app
+
+    from app.types import local_iso
+
+    if not value:
+        return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    text = local_iso(value, current_app.config["BAOGONG_TIMEZONE"])
+    return text.replace("T", " ")[:16]
 
 
 def _select_locale():

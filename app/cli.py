@@ -4,6 +4,7 @@ A command that prints JSON writes that one line to stdout; logs go to stderr. Re
 input exits 2 with the reason on stderr.
 """
 
+import functools
 import json
 import logging
 import sys
@@ -11,6 +12,7 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy.exc import OperationalError
 
 from app.errors import DomainError, InvalidInput
 from app.queue import redis_holder
@@ -25,6 +27,22 @@ def _refuse(error):
     sys.exit(2)
 
 
+def handles_errors(command):
+    """Refused input exits 2 and an unreachable database 1, each with one line on stderr."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DomainError as error:
+            _refuse(error)
+        except OperationalError as error:
+            click.echo(f"database not reachable or not ready: {error.orig}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
 def _print_json(data):
     click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
 
@@ -35,13 +53,16 @@ queue_cli = AppGroup("queue", help="The dispatch relay and reconciler.")
 
 
 @fixtures_cli.command("load")
+@handles_errors
 def fixtures_load():
     """Load the Zhenhai region pack; loading it again changes nothing. Prints JSON."""
     from app.fixtures import load_all
+    from app.schema import ensure_schema
 
+    ensure_schema()
     try:
         summary = load_all()
-    except (DomainError, OSError) as error:
+    except OSError as error:
         _refuse(error)
     _print_json(summary)
 
@@ -50,6 +71,7 @@ def fixtures_load():
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--workers", type=click.IntRange(1, 16), default=None)
+@handles_errors
 def drill_run(scenario, out_dir, workers):
     """Run a drill scenario end to end; writes OUT/report.json, report.html and map.html."""
     from app.drills.engine import DrillError
@@ -81,6 +103,7 @@ def drill_run(scenario, out_dir, workers):
 @queue_cli.command("relay")
 @click.option("--once", is_flag=True, help="relay and reconcile once, then stop")
 @click.option("--interval", type=click.FloatRange(0.1, 3600), default=1.0)
+@handles_errors
 def queue_relay(once, interval):
     """Put pending supply tasks and due actions of live incidents on the queue."""
     import time
@@ -95,7 +118,7 @@ def queue_relay(once, interval):
         relay()
         reconcile(stale)
         live = live_incident_ids()
-        requeue_lost(live)
+        requeue_lost(live, stale)
         # A drill ticks its own simulated clock; only real incidents run on this one.
         tick(utcnow(), live)
         if once:

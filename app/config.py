@@ -37,6 +37,13 @@ def _locale(name, default):
     return raw
 
 
+def _log_level(name, default):
+    raw = (os.environ.get(name) or default).upper()
+    if raw not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return raw
+
+
 def from_environment(instance_path):
     """Build the Flask config mapping from the environment, with the embedded defaults."""
     sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
@@ -46,6 +53,7 @@ def from_environment(instance_path):
         # An empty REDIS_URL means: start the bundled Redis server in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "BAOGONG_TIMEZONE": _zone("BAOGONG_TIMEZONE", "Asia/Shanghai"),
+        "BAOGONG_LOG_LEVEL": _log_level("BAOGONG_LOG_LEVEL", "INFO"),
         "BABEL_DEFAULT_LOCALE": _locale("BAOGONG_LOCALE", "zh_CN"),
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1),

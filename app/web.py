@@ -1,11 +1,11 @@
 """The command-centre pages. Until the full pages exist: drill runs, reports and maps."""
 
-import json
 import os
 
-from flask import Blueprint, abort, render_template, send_file
+from flask import Blueprint, abort, render_template, send_file, url_for
 from sqlalchemy import func, select
 
+from app.api.routes import ID
 from app.drills.models import DrillRun
 from app.extensions import db
 from app.supply.models import DemandPoint, Supplier
@@ -26,25 +26,26 @@ def index():
 
 def _finished_run(run_id):
     run = db.get_or_404(DrillRun, run_id)
-    if run.status != "finished" or not run.out_dir:
+    if run.status != "finished" or run.report is None:
         abort(404)
     return run
 
 
-@bp.get("/drills/<int:run_id>/report")
+@bp.get(f"/drills/<{ID}:run_id>/report")
 def drill_report(run_id):
     run = _finished_run(run_id)
-    with open(os.path.join(run.out_dir, "report.json"), encoding="utf-8") as handle:
-        report = json.load(handle)
     return render_template(
-        "drills/report.html", report=report, map_href=f"/drills/{run_id}/map"
+        "drills/report.html",
+        report=run.report,
+        map_href=url_for("web.drill_map", run_id=run_id),
     )
 
 
-@bp.get("/drills/<int:run_id>/map")
+@bp.get(f"/drills/<{ID}:run_id>/map")
 def drill_map(run_id):
-    run = _finished_run(run_id)
-    path = os.path.join(run.out_dir, "map.html")
+    from app.drills.services import kept_map_path
+
+    path = kept_map_path(_finished_run(run_id))
     if not os.path.exists(path):
         abort(404)
     return send_file(path, mimetype="text/html")

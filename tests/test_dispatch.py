@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.coordination.models import Notification
 from app.extensions import db
-from app.queue import get_redis
+from app.queue import get_queue, get_redis
 from app.supply import dispatch
 from app.supply.models import DispatchIntent, SupplyTask
 from app.supply.services import allocate_meal
@@ -122,3 +122,68 @@ def test_a_cancelled_task_is_not_sent(region, run_worker):
 def test_a_job_for_a_missing_task_fails_loudly(app):
     with pytest.raises(LookupError):
         dispatch_supply_task(999999)
+
+
+def _start_by_dead_worker(job_id, worker_name):
+    """Leave a job as a SIGKILLed worker leaves it: taken off the queue, marked started."""
+    from rq.job import Job
+
+    connection = get_redis()
+    job = Job.fetch(job_id, connection=connection)
+    queue = get_queue(job.origin)
+    queue.remove(job)
+    with connection.pipeline() as pipe:
+        job.prepare_for_execution(worker_name, pipe)
+        pipe.execute()
+
+
+def test_a_task_held_by_a_dead_worker_is_put_back_and_delivered(region, run_worker):
+    found = incident()
+    open_shelters(found, {"ZH-SH-01": 3000})
+    _, tasks = allocate_meal(found, "lunch", LUNCH, T0)
+    task_id = tasks[0].id
+    db.session.commit()
+    dispatch.relay()
+    _start_by_dead_worker(dispatch.job_id_for(task_id), "killed-worker")
+
+    assert dispatch.reconcile(60, min_age_seconds=0) == 0  # alive as far as anyone knows
+    put_back = dispatch.reconcile(60, dead_workers={"killed-worker"}, min_age_seconds=0)
+    assert put_back == 1
+    dispatch.relay()
+    run_worker()
+
+    db.session.expire_all()
+    assert _count(DispatchIntent, status="done") == len(tasks)
+    assert _count(Notification, kind="supply_task") == len(tasks)
+
+
+def test_a_started_job_silent_too_long_is_taken_for_lost(region):
+    found = incident()
+    open_shelters(found, {"ZH-SH-01": 500})
+    _, tasks = allocate_meal(found, "lunch", LUNCH, T0)
+    task_id = tasks[0].id
+    db.session.commit()
+    dispatch.relay()
+    _start_by_dead_worker(dispatch.job_id_for(task_id), "silent-worker")
+
+    assert dispatch.reconcile(0, min_age_seconds=0) >= 1
+
+
+def test_the_pool_replaces_a_worker_killed_with_sigkill(app):
+    import os
+    import signal
+    import time
+
+    from workers.pool import WorkerPool
+
+    with WorkerPool(app, 1) as pool:
+        victim = pool.processes[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(10)
+
+        just_died = pool.revive()
+
+        assert just_died == {victim.worker_name}
+        assert len(pool.alive()) == 1
+        assert pool.processes[0] is not victim
+        time.sleep(0.1)

@@ -128,3 +128,61 @@ def test_an_output_path_that_cannot_be_a_folder_is_refused(app, tmp_path):
 
     assert result.exit_code == 2
     assert "out" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["injects"].append({"at": "+90:00", "do": "end_response", "reason": "x"}),
+         "injects"),
+        (lambda d: d["injects"].append({"at": "+00:05", "do": "receive_alert"}), "injects"),
+        (lambda d: d["injects"].insert(0, {"at": "+00:00", "do": "open_points", "points": []}),
+         "injects"),
+        (lambda d: d["injects"].__setitem__(
+            slice(None), [i for i in d["injects"] if i["do"] != "receive_alert"]), "injects"),
+        (lambda d: d.update(figures={"evacuees": "many"}), "figures"),
+        (lambda d: d.update(figures={"evacuees": float("nan")}), "figures"),
+        (lambda d: d.update(figures={"people": 5}), "figures"),
+        (lambda d: d.update(plan_meals_ahead_minutes=-600), "plan_meals_ahead_minutes"),
+        (lambda d: d["suppliers"].update(cook_before_serving_minutes=-100), "suppliers"),
+        (lambda d: d["suppliers"].update(cooked_before_serving_minutes=200), "suppliers"),
+        (lambda d: d.update(alert="/etc/passwd"), "alert"),
+        (lambda d: d.update(alert="../../etc/hostname"), "alert"),
+    ],
+)
+def test_scenarios_that_cannot_be_played_are_refused(scenario_copy, change, field):
+    assert field in _errors(scenario_copy(change))
+
+
+def _alert_variant(tmp_path, old, new):
+    path = tmp_path / "typhoon-cap.xml"
+    path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ("330211000000", "110101000000", "outside region"),
+        ("2026-09-17T06:00:00+08:00", "2026-09-13T06:00:00+08:00", "expired"),
+    ],
+)
+def test_an_alert_that_cannot_open_the_drill_is_refused(app, scenario_copy, tmp_path, old, new,
+                                                         says):
+    _alert_variant(tmp_path, old, new)
+
+    result = _run(app, scenario_copy(lambda d: None), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert says in result.stderr
+
+
+def test_a_headcount_beyond_the_shelter_is_refused(app, scenario_copy, tmp_path):
+    def change(document):
+        next(i for i in document["injects"] if i["do"] == "open_points")["points"][0][
+            "headcount"
+        ] = 10**9
+
+    result = _run(app, scenario_copy(change), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "exceeds its capacity" in result.stderr

@@ -1,9 +1,12 @@
 """Pages speak zh-CN by default and English on request; the API refuses bad queries with
 422 field messages; user text shows literally."""
 
+import os
+
+import pytest
+
 from app.drills.models import DrillRun
 from app.extensions import db
-from app.supply.models import Supplier
 from tests.helpers import T0
 
 
@@ -66,23 +69,34 @@ def test_openapi_document_is_served(client):
     assert "/api/suppliers" in spec["paths"]
 
 
-def test_a_finished_drill_serves_its_report_and_map(client, app, tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "report.json").write_text(
-        '{"drill": {"title": "t", "sim_start": "", "sim_end": ""}, "incident": {"id": 1,'
-        ' "title": "t", "level_changes": []}, "duties": {"assigned": 0, "confirmed": 0,'
-        ' "overdue": 0, "escalated": 0}, "shortfall": [], "timeline": []}',
-        encoding="utf-8",
-    )
-    (out / "map.html").write_text("<html>map</html>", encoding="utf-8")
+def test_a_finished_drill_serves_its_own_report_and_map(client, app):
+    """Pages read the report kept with the run, not an output folder a later run reuses."""
+    from app.drills.services import kept_map_path
+
+    report = {
+        "drill": {"title": "台风演练", "sim_start": "", "sim_end": ""},
+        "incident": {"id": 7, "title": "t", "level_changes": []},
+        "duties": {"assigned": 0, "confirmed": 0, "overdue": 0, "escalated": 0},
+        "shortfall": [],
+        "timeline": [],
+    }
     run = DrillRun(
         scenario="s", scenario_digest="0", sim_start=T0, sim_end=T0, sim_now=T0, started_at=T0,
-        status="finished", out_dir=str(out),
+        status="finished", report=report,
     )
     db.session.add(run)
     db.session.commit()
+    path = kept_map_path(run)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("<html>map</html>")
 
-    assert client.get(f"/drills/{run.id}/report").status_code == 200
+    page = client.get(f"/drills/{run.id}/report").get_data(as_text=True)
+    assert "台风演练" in page and "#7" in page
     assert client.get(f"/drills/{run.id}/map").get_data(as_text=True) == "<html>map</html>"
-    assert db.session.get(Supplier, 1) is None
+
+
+@pytest.mark.parametrize("run_id", ["0", "2147483648", "99999999999999999999"])
+def test_impossible_drill_ids_are_404(client, run_id):
+    assert client.get(f"/drills/{run_id}/report").status_code == 404
+    assert client.get(f"/drills/{run_id}/map").status_code == 404

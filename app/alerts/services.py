@@ -35,13 +35,33 @@ def touches_region(code, region_code):
     return prefix.startswith(region) or region.startswith(prefix)
 
 
-def alert_in_region(alert, region_code):
-    """True or False from the alert's CPEAS geocodes; None when no known scheme is given."""
+def _shapes(alert):
+    """Every polygon and circle of the alert as shapely geometry in lon/lat (WGS-84)."""
+    from shapely.geometry import Point, Polygon
+
+    for info in alert.infos:
+        for area in info.areas:
+            for polygon in area.polygons:
+                yield Polygon([(lon, lat) for lat, lon in polygon])
+            for lat, lon, radius_km in area.circles:
+                # Degrees of latitude are ~111 km; a circle this size needs no projection.
+                yield Point(lon, lat).buffer(max(radius_km, 0.01) / 111.0)
+
+
+def alert_in_region(alert, region_code, boundary=None):
+    """Whether the alert's area touches the region: True, False, or None when no area
+    is given in a form the project can resolve.
+
+    CPEAS administrative codes are compared by level; polygons and circles are tested
+    against the region's boundary (a shapely geometry) when one is given.
+    """
     verdicts = [
         touches_region(value, region_code)
         for name, value in alert.geocodes()
         if name == CPEAS_SCHEME
     ]
+    if boundary is not None:
+        verdicts.extend(shape.intersects(boundary) for shape in _shapes(alert))
     verdicts = [v for v in verdicts if v is not None]
     if not verdicts:
         return None
@@ -77,6 +97,8 @@ def receive(data, *, region_code, at, drill_run=None):
         drill_run_id=drill_run.id if drill_run is not None else None,
         scope=scope,
         received_at=at,
+        # TODO: a message in GB18030 is kept with replacement characters; the parsed
+        # fields are right, but the raw copy is not byte-exact evidence.
         raw=data.decode("utf-8", errors="replace"),
     )
     db.session.add(row)

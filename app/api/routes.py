@@ -1,11 +1,13 @@
 """The REST API (flask-smorest): every body and query is parsed by a schema that refuses
 unknown fields; validation errors become 422 JSON with field messages."""
 
+import re
+
 from flask.views import MethodView
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import RAISE, Schema, fields, validate
-from webargs.flaskparser import FlaskParser
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy import select
+from webargs.flaskparser import FlaskParser
 
 from app.drills.models import DrillRun
 from app.extensions import db
@@ -13,12 +15,38 @@ from app.incidents.models import Incident
 from app.supply.models import DemandPoint, Supplier
 from app.supply.services import incident_figures
 
+# Primary keys are 32-bit signed integers on PostgreSQL; a larger number cannot name a row
+# and would fail in the database instead of giving 404.
+MAX_ID = 2**31 - 1
+
+# The URL converter for every row id: anything outside 1..MAX_ID is 404 before the view runs.
+ID = f"int(min=1, max={MAX_ID})"
 
 
 class StrictParser(FlaskParser):
-    """Every location follows its schema, so an unknown query field is refused too."""
+    """Every location follows its schema, so an unknown query field is refused too, and a
+    field given twice is refused rather than silently read as its first value."""
 
     DEFAULT_UNKNOWN_BY_LOCATION = {}
+
+    def load_querystring(self, req, schema):
+        return _refuse_repeated(super().load_querystring(req, schema), schema)
+
+    def load_form(self, req, schema):
+        return _refuse_repeated(super().load_form(req, schema), schema)
+
+
+def _refuse_repeated(proxy, schema):
+    """Pass the fields through, or refuse each single-valued field given more than once."""
+    names = {field.data_key or name for name, field in schema.load_fields.items()}
+    repeated = {
+        key: ["Given more than once."]
+        for key, values in proxy.data.lists()
+        if key in names and key not in proxy.multiple_keys and len(values) > 1
+    }
+    if repeated:
+        raise ValidationError(repeated)
+    return proxy
 
 
 class Blueprint(SmorestBlueprint):
@@ -36,9 +64,26 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class QueryInteger(fields.Integer):
+    """A whole number written as ASCII digits only: int() alone would also take "-0", "+1",
+    " 1", "1_000" and digits of other scripts."""
+
+    DIGITS = re.compile(r"[0-9]+")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not self.DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class NoQuery(StrictSchema):
+    """For endpoints that take no query fields: any field given is refused."""
+
+
 class PageQuery(StrictSchema):
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = QueryInteger(load_default=100, validate=validate.Range(1, 1000))
+    # Bounded so the database never sees a number wider than its own integers.
+    offset = QueryInteger(load_default=0, validate=validate.Range(0, MAX_ID))
 
 
 class IncidentSchema(StrictSchema):
@@ -99,6 +144,7 @@ class DrillRunSchema(StrictSchema):
 
 @health.route("/health")
 class Health(MethodView):
+    @health.arguments(NoQuery, location="query", as_kwargs=True)
     @health.response(200)
     def get(self):
         """A static liveness answer, the baseline of the API benchmarks."""
@@ -115,19 +161,25 @@ class Incidents(MethodView):
         return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
 
-@incidents.route("/<int:incident_id>")
+@incidents.route(f"/<{ID}:incident_id>")
 class IncidentById(MethodView):
+    @incidents.arguments(NoQuery, location="query", as_kwargs=True)
     @incidents.response(200, IncidentSchema)
     def get(self, incident_id):
-        return db.get_or_404(Incident, incident_id)
+        return _incident_or_404(incident_id)
 
 
-@incidents.route("/<int:incident_id>/figures")
+@incidents.route(f"/<{ID}:incident_id>/figures")
 class IncidentFigures(MethodView):
+    @incidents.arguments(NoQuery, location="query", as_kwargs=True)
     @incidents.response(200, FiguresSchema)
     def get(self, incident_id):
         """Meals needed, allocated, delivered and unmet, for this incident only."""
-        return incident_figures(db.get_or_404(Incident, incident_id))
+        return incident_figures(_incident_or_404(incident_id))
+
+
+def _incident_or_404(incident_id):
+    return db.get_or_404(Incident, incident_id, description=f"No incident {incident_id}.")
 
 
 @supply.route("/suppliers")

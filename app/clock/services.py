@@ -5,13 +5,14 @@ clock. The same functions serve both, so a drill exercises production code.
 """
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from app.clock.models import ScheduledAction
 from app.drills.models import DrillRun
 from app.extensions import db
-from app.queue import QUEUE_DEFAULT, get_queue
+from app.queue import QUEUE_DEFAULT, get_queue, job_lost
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,13 @@ def tick(at, incident_ids=None):
             description=f"{action.kind} {action.subject_id}",
             meta={"incident_id": action.incident_id},
         )
-        action.enqueued_at = utcnow()
+        # Only the enqueue mark is written, never over a done row a fast worker finished.
+        db.session.execute(
+            update(ScheduledAction)
+            .where(ScheduledAction.id == action.id, ScheduledAction.done_at.is_(None))
+            .values(enqueued_at=utcnow()),
+            execution_options={"synchronize_session": False},
+        )
         db.session.commit()
         log.info("action %s: %s of %s enqueued", action.id, action.kind, action.subject_id)
     return len(due)
@@ -84,33 +91,32 @@ def claim(action_id):
     return result.rowcount == 1
 
 
-def requeue_lost(incident_ids=None):
-    """Enqueue again actions marked enqueued whose job is no longer on the queue.
+def requeue_lost(incident_ids=None, stale_seconds=60, dead_workers=(), min_age_seconds=None):
+    """Make enqueued, unfinished actions whose job is lost due again for the next tick.
 
-    Covers a Redis restart without persistence or a job lost with its worker.
+    Covers a Redis restart without persistence, or a job lost with its worker; the
+    arguments are those of the dispatch reconciler.
     """
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
+    age = stale_seconds if min_age_seconds is None else min_age_seconds
+    cutoff = utcnow() - timedelta(seconds=age)
     query = select(ScheduledAction).where(
-        ScheduledAction.enqueued_at.is_not(None), ScheduledAction.done_at.is_(None)
+        ScheduledAction.enqueued_at <= cutoff, ScheduledAction.done_at.is_(None)
     )
     if incident_ids is not None:
         query = query.where(ScheduledAction.incident_id.in_(incident_ids))
-    queue = get_queue(QUEUE_DEFAULT)
-    requeued = 0
-    for action in db.session.scalars(query):
-        try:
-            job = Job.fetch(job_id_for(action), connection=queue.connection)
-            status = job.get_status()
-        except NoSuchJobError:
-            status = None
-        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
-            continue
-        if status is None or status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-            action.enqueued_at = None
-            requeued += 1
+    connection = get_queue(QUEUE_DEFAULT).connection
+    lost = [
+        action.id
+        for action in db.session.scalars(query)
+        if job_lost(job_id_for(action), connection, stale_seconds, dead_workers)
+    ]
+    if lost:
+        db.session.execute(
+            update(ScheduledAction)
+            .where(ScheduledAction.id.in_(lost), ScheduledAction.done_at.is_(None))
+            .values(enqueued_at=None),
+            execution_options={"synchronize_session": False},
+        )
+        log.warning("clock: %d lost actions put back for the next tick", len(lost))
     db.session.commit()
-    if requeued:
-        log.warning("clock: %d lost actions put back for the next tick", requeued)
-    return requeued
+    return len(lost)

@@ -30,11 +30,15 @@ from app.process.services import activate, suggest_level
 from app.supply import dispatch, services as supply
 from app.supply.models import MEALS, Batch, SupplyTask
 from app.techsupport.services import record_rapid_test, retain_samples
-from app.types import utcnow
+from app.types import local_iso, utcnow
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.05
+# While the workers are busy this long, look for lost jobs; a started job silent for
+# STALE_SECONDS is taken for lost (drill jobs take well under a second).
+RECONCILE_AFTER_SECONDS = 5
+STALE_SECONDS = 30
 
 
 class DrillError(RuntimeError):
@@ -102,18 +106,23 @@ class Engine:
             db.session.commit()
             if busy == 0:
                 return
-            if not self.pool.alive():
-                raise DrillError("every worker has stopped; see the worker log above")
-            if time.monotonic() - reconciled_at > 10:
-                # A job lost with a worker or a Redis restart: put it back.
-                dispatch.reconcile(5, ids)
-                dispatch.relay(ids)
-                requeue_lost(ids)
-                tick(self.now, ids)
+            try:
+                just_died = self.pool.revive()
+            except RuntimeError as error:
+                raise DrillError(str(error)) from None
+            if just_died or time.monotonic() - reconciled_at > RECONCILE_AFTER_SECONDS:
+                # A job lost with a dead worker or a Redis restart: put it back.
+                self._recover(ids, self.pool.dead_names)
                 reconciled_at = time.monotonic()
             if time.monotonic() > deadline:
                 raise DrillError(f"workers did not finish within {self.settle_timeout} s")
             time.sleep(POLL_SECONDS)
+
+    def _recover(self, ids, dead):
+        dispatch.reconcile(STALE_SECONDS, ids, dead_workers=dead, min_age_seconds=0)
+        dispatch.relay(ids)
+        requeue_lost(ids, STALE_SECONDS, dead_workers=dead, min_age_seconds=0)
+        tick(self.now, ids)
 
     # The timetable ---------------------------------------------------------------------
 
@@ -398,7 +407,7 @@ class Engine:
             record(
                 self.incident,
                 "meals_delivered",
-                f"{meal} {serve_at.isoformat()}: {delivered['meals']} meals in "
+                f"{meal} {local_iso(serve_at)}: {delivered['meals']} meals in "
                 f"{delivered['tasks']} tasks",
                 self.now,
             )

@@ -1,6 +1,6 @@
 """Drill runs and their simulated clock."""
 
-from sqlalchemy import String, Text
+from sqlalchemy import JSON, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -21,3 +21,6 @@ class DrillRun(db.Model):
     finished_at = mapped_column(UTCDateTime)
     out_dir: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # The report as written at the end of the run; pages read it from here, not from the
+    # output folder, which a later run may overwrite.
+    report: Mapped[dict | None] = mapped_column(JSON)

@@ -40,40 +40,55 @@ def duty_figures(incident):
 
 
 def shortfall(incident):
-    """Every point and meal where fewer meals were delivered than needed, with the reason."""
-    delivered = defaultdict(int)
+    """Every point and meal where fewer meals were delivered than needed, by diet, with
+    the reason the allocation gave (or why a task fell through)."""
+    delivered = defaultdict(lambda: defaultdict(int))
     cancelled = {}
     for task in db.session.scalars(select(SupplyTask).filter_by(incident_id=incident.id)):
+        key = (task.demand_point_id, task.serve_at)
         if task.status in DELIVERED_TASK_STATUSES:
-            delivered[(task.demand_point_id, task.serve_at)] += task.meals
+            for diet, meals in task.by_diet.items():
+                delivered[key][diet] += meals
         elif task.status == "cancelled" and task.cancel_reason:
-            cancelled[(task.demand_point_id, task.serve_at)] = task.cancel_reason
+            cancelled[key] = task.cancel_reason
     reasons = {}
     for run in db.session.scalars(
         select(AllocationRun).filter_by(incident_id=incident.id).order_by(AllocationRun.id)
     ):
         for entry in run.shortfall:
-            reasons[(entry["point"], entry["serve_at"])] = entry["reason"]
+            reasons[(entry["point"], entry["serve_at"], entry["diet"])] = entry["reason"]
 
     rows = []
     demands = db.session.scalars(
-        select(MealDemand).filter_by(incident_id=incident.id).order_by(MealDemand.serve_at)
+        select(MealDemand)
+        .filter_by(incident_id=incident.id)
+        .order_by(MealDemand.serve_at, MealDemand.demand_point_id)
     )
     for demand in demands:
         key = (demand.demand_point_id, demand.serve_at)
-        missing = demand.meals - delivered[key]
-        if missing <= 0:
+        missing = {
+            diet: meals - delivered[key][diet]
+            for diet, meals in demand.by_diet.items()
+            if meals > delivered[key][diet]
+        }
+        if not missing:
             continue
-        point = demand.demand_point
-        reason = reasons.get((point.code, demand.serve_at.isoformat())) or cancelled.get(key)
+        point, serve_at = demand.demand_point, isoformat_utc(demand.serve_at)
+        why = {
+            diet: reasons.get((point.code, serve_at, diet))
+            or cancelled.get(key)
+            or "not delivered by the end of the drill"
+            for diet in missing
+        }
         rows.append(
             {
                 "point": point.code,
                 "point_name": point.name,
                 "meal": demand.meal,
-                "serve_at": isoformat_utc(demand.serve_at),
-                "meals": missing,
-                "reason": reason or "not delivered by the end of the drill",
+                "serve_at": serve_at,
+                "meals": sum(missing.values()),
+                "by_diet": missing,
+                "reason": "; ".join(f"{diet}: {text}" for diet, text in sorted(why.items())),
             }
         )
     return rows

@@ -1,6 +1,7 @@
 """Drill scenario files: a YAML mapping of timed injects, checked field by field."""
 
 import hashlib
+import json
 import os
 import re
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from app.alerts.cap import SEVERITIES
 from app.errors import InvalidInput
 from app.process.models import LEVELS
 
@@ -88,20 +90,58 @@ class InjectSchema(Schema):
             raise ValidationError({k: ["required for " + data["do"]] for k in missing})
 
 
+MINUTES = validate.Range(0, 24 * 60)
+
+
 class SupplierBehaviourSchema(Schema):
     """When simulated suppliers act, in minutes before the meal is served."""
 
     class Meta:
         unknown = RAISE
 
-    accept_after_minutes = fields.Integer(strict=True, load_default=10)
-    cook_before_serving_minutes = fields.Integer(strict=True, load_default=120)
-    cooked_before_serving_minutes = fields.Integer(strict=True, load_default=60)
-    leave_before_serving_minutes = fields.Integer(strict=True, load_default=55)
-    sample_grams = fields.Integer(strict=True, load_default=150)
+    accept_after_minutes = fields.Integer(strict=True, load_default=10, validate=MINUTES)
+    cook_before_serving_minutes = fields.Integer(strict=True, load_default=120, validate=MINUTES)
+    cooked_before_serving_minutes = fields.Integer(strict=True, load_default=60, validate=MINUTES)
+    leave_before_serving_minutes = fields.Integer(strict=True, load_default=55, validate=MINUTES)
+    sample_grams = fields.Integer(strict=True, load_default=150, validate=validate.Range(1, 5000))
     sample_kept_at = fields.String(load_default="留样冰箱")
-    hot_temp_c = fields.Float(load_default=66.0)
-    ambient_temp_c = fields.Float(load_default=40.0)
+    hot_temp_c = fields.Float(load_default=66.0, allow_nan=False, validate=validate.Range(-30, 120))
+    ambient_temp_c = fields.Float(
+        load_default=40.0, allow_nan=False, validate=validate.Range(-30, 120)
+    )
+
+    @validates_schema
+    def check_order(self, data, **kwargs):
+        cook = data.get("cook_before_serving_minutes", 120)
+        cooked = data.get("cooked_before_serving_minutes", 60)
+        leave = data.get("leave_before_serving_minutes", 55)
+        if not cook > cooked >= leave > 5:
+            raise ValidationError(
+                "kitchens start cooking, finish, then leave, before the meal: need "
+                "cook_before > cooked_before >= leave_before > 5 minutes"
+            )
+
+
+class FiguresSchema(Schema):
+    """What the commander knows when the alert arrives; the level is suggested from it."""
+
+    class Meta:
+        unknown = RAISE
+
+    evacuees = fields.Integer(strict=True, validate=validate.Range(0, 10**8))
+    towns = fields.Integer(strict=True, validate=validate.Range(0, 10**4))
+    harmed = fields.Integer(strict=True, validate=validate.Range(0, 10**8))
+    deaths = fields.Integer(strict=True, validate=validate.Range(0, 10**8))
+    counties = fields.Integer(strict=True, validate=validate.Range(0, 10**4))
+    townships = fields.Integer(strict=True, validate=validate.Range(0, 10**5))
+    school = fields.Boolean()
+    major_event = fields.Boolean()
+    severity = fields.String(validate=validate.OneOf(SEVERITIES))
+
+
+def _relative_file(value):
+    if os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
+        raise ValidationError("a file beside the scenario, without / at the start or ..")
 
 
 class ScenarioSchema(Schema):
@@ -116,17 +156,51 @@ class ScenarioSchema(Schema):
     region = fields.String(required=True)
     start = AwareDateTime(required=True, format="iso")
     duration_hours = fields.Integer(strict=True, required=True, validate=validate.Range(1, 24 * 30))
-    alert = fields.String(required=True)
-    figures = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
-    plan_meals_ahead_minutes = fields.Integer(strict=True, load_default=180)
+    alert = fields.String(required=True, validate=_relative_file)
+    figures = fields.Nested(FiguresSchema, load_default=lambda: {})
+    plan_meals_ahead_minutes = fields.Integer(
+        strict=True, load_default=180, validate=validate.Range(60, 24 * 60)
+    )
     suppliers = fields.Nested(SupplierBehaviourSchema, load_default=lambda: {})
     dishes = fields.Dict(
         keys=fields.String(validate=validate.OneOf(("breakfast", "lunch", "dinner"))),
         values=fields.List(fields.String(), validate=validate.Length(min=1)),
         required=True,
     )
-    expect = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     injects = fields.List(fields.Nested(InjectSchema), required=True)
+
+    @validates_schema
+    def check_timetable(self, data, **kwargs):
+        """The story must be playable: one alert first, the level confirmed once before
+        anything acts on the incident, and every inject inside the drill window."""
+        injects = data.get("injects") or []
+        errors = {}
+        window = timedelta(hours=data.get("duration_hours", 0))
+        for n, inject in enumerate(injects):
+            if _offset(inject["at"]) > window:
+                errors[f"injects[{n}].at"] = [f"{inject['at']} is after the drill window ends"]
+        ordered = sorted(injects, key=lambda i: _offset(i["at"]))
+        kinds = [i["do"] for i in ordered]
+        if kinds.count("receive_alert") != 1 or kinds[0] != "receive_alert":
+            errors["injects"] = ["exactly one receive_alert, before every other inject"]
+        elif kinds.count("confirm_level") != 1:
+            errors["injects"] = ["exactly one confirm_level"]
+        elif set(kinds[: kinds.index("confirm_level")]) != {"receive_alert"}:
+            errors["injects"] = ["nothing acts on the incident before confirm_level"]
+        elif kinds.count("end_response") > 1 or (
+            "end_response" in kinds and kinds[-1] != "end_response"
+        ):
+            errors["injects"] = ["end_response at most once, and last"]
+        behaviour = data.get("suppliers") or {}
+        ahead = data.get("plan_meals_ahead_minutes", 180)
+        if ahead - behaviour.get("accept_after_minutes", 10) < behaviour.get(
+            "cook_before_serving_minutes", 120
+        ):
+            errors["plan_meals_ahead_minutes"] = [
+                "meals must be planned early enough to be accepted before cooking starts"
+            ]
+        if errors:
+            raise ValidationError(errors)
 
 
 class Scenario:
@@ -177,7 +251,8 @@ def load_scenario(path):
     try:
         data = ScenarioSchema().load(document)
     except ValidationError as error:
-        raise InvalidInput("scenario refused", error.messages) from None
+        # marshmallow nests defaultdicts; plain dicts print cleanly.
+        raise InvalidInput("scenario refused", json.loads(json.dumps(error.messages))) from None
     if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), data["alert"])):
         raise InvalidInput("scenario refused", {"alert": [f"no file {data['alert']}"]})
     return Scenario(path, data, hashlib.sha256(raw).hexdigest())

@@ -13,6 +13,7 @@ from app.errors import InvalidInput
 from app.extensions import db
 from app.fixtures import FIXTURES, fixtures_present, load_all, load_region
 from app.process.services import latest_plan
+from app.schema import ensure_schema
 from app.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     from workers.pool import WorkerPool
 
     scenario = load_scenario(scenario_path)
-    _ensure_schema()
+    ensure_schema()
     region_dir = os.path.join(FIXTURES, scenario.region)
     if not fixtures_present():
         log.info("drill: region pack missing, loading it")
@@ -54,6 +55,8 @@ def run_drill(scenario_path, out_dir, *, workers=None):
             raise DrillError("the scenario never received its alert, so no incident opened")
         report = build_report(run, incident, scenario)
         paths = write_outputs(report, run, incident, region, out_dir)
+        keep_map(run, paths["map"])
+        run.report = report
         run.status = "finished"
         run.finished_at = utcnow()
         db.session.commit()
@@ -66,17 +69,6 @@ def run_drill(scenario_path, out_dir, *, workers=None):
         raise
     log.info("drill %s: finished, report in %s", run.id, paths["report_json"])
     return report, paths
-
-
-def _ensure_schema():
-    """Create the schema through the migrations when the database is new."""
-    from flask_migrate import upgrade
-    from sqlalchemy import inspect
-
-    if not inspect(db.session.connection()).has_table("drill_run"):
-        log.info("drill: empty database, creating the schema")
-        db.session.commit()  # migrations use a connection of their own
-        upgrade()
 
 
 def check_against_data(scenario, region):
@@ -96,21 +88,24 @@ def check_against_data(scenario, region):
     except OSError as error:
         errors["alert"] = [str(error)]
     else:
-        if alert.status != "Exercise":
-            errors["alert"] = [f"a drill alert has status Exercise, this one {alert.status}"]
-        elif alert_in_region(alert, region["code"]) is False:
-            errors["alert"] = [f"the alert's area is outside region {region['code']}"]
+        errors.update(_check_alert(alert, scenario, region))
 
     known = {
         "point": set(db.session.scalars(select(DemandPoint.code))),
         "supplier": set(db.session.scalars(select(Supplier.code))),
         "departments": set(db.session.scalars(select(Department.code))),
     }
+    capacity = dict(db.session.execute(select(DemandPoint.code, DemandPoint.capacity)).all())
     for n, inject in enumerate(scenario.injects):
         where = f"injects[{n}] ({inject['at']} {inject['do']})"
         for entry in inject.get("points", []):
             if entry["point"] not in known["point"]:
                 errors.setdefault(where, []).append(f"unknown demand point {entry['point']}")
+            elif entry["headcount"] > capacity[entry["point"]]:
+                errors.setdefault(where, []).append(
+                    f"{entry['point']}: headcount {entry['headcount']} exceeds its capacity "
+                    f"of {capacity[entry['point']]}"
+                )
         if "supplier" in inject and inject["supplier"] not in known["supplier"]:
             errors.setdefault(where, []).append(f"unknown supplier {inject['supplier']}")
         departments = inject.get("departments")
@@ -123,6 +118,28 @@ def check_against_data(scenario, region):
         raise InvalidInput("scenario refused", errors)
 
 
+def _check_alert(alert, scenario, region):
+    """What makes an alert unfit to open this drill, as field errors."""
+    from shapely.geometry import shape
+
+    from app.alerts.services import alert_in_region
+
+    if alert.status != "Exercise":
+        return {"alert": [f"a drill alert has status Exercise, this one {alert.status}"]}
+    if not alert.infos:
+        return {"alert": ["the alert has no info block, so no event or severity"]}
+    problems = []
+    for info in alert.infos:
+        if info.expires is not None and info.expires <= scenario.start:
+            problems.append(f"expired at {info.expires.isoformat()}, before the drill starts")
+        if info.expires is not None and info.expires < alert.sent:
+            problems.append("expires before it was sent")
+    boundary = shape(region["boundary_geometry"])
+    if alert_in_region(alert, region["code"], boundary) is False:
+        problems.append(f"its area is outside region {region['code']}")
+    return {"alert": sorted(set(problems))} if problems else {}
+
+
 def _prepare_out_dir(out_dir):
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -132,6 +149,19 @@ def _prepare_out_dir(out_dir):
         os.remove(probe)
     except OSError as error:
         raise InvalidInput("output folder refused", {"out": [str(error)]}) from None
+
+
+def kept_map_path(run):
+    """Where the app keeps a copy of a run's map, safe from later runs' output."""
+    return os.path.join(current_app.instance_path, "drills", str(run.id), "map.html")
+
+
+def keep_map(run, map_path):
+    import shutil
+
+    target = kept_map_path(run)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(map_path, target)
 
 
 def write_outputs(report, run, incident, region, out_dir):

@@ -12,6 +12,7 @@ from app.errors import Conflict, Forbidden
 from app.extensions import db
 from app.incidents.services import record
 from app.organisation.services import commander_of, liaison_of, office_liaison
+from app.types import local_iso
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def assign_duties(incident, at):
                 key=f"duty-assigned-{assignment.id}",
                 kind="duty_assigned",
                 subject=f"请确认职责：{duty.title}",
-                body=f"依据：{duty.legal_basis}；请于 {deadline.isoformat()} 前确认。",
+                body=f"依据：{duty.legal_basis}；请于 {local_iso(deadline)} 前确认。",
                 incident=incident,
                 person=liaison,
                 at=at,
@@ -118,7 +119,7 @@ def escalate(assignment, at):
             key=f"duty-escalate-{assignment.id}-{person.id}",
             kind="duty_escalation",
             subject=f"职责未确认：{assignment.department.name}",
-            body=f"{assignment.duty.title}（截止 {assignment.deadline_at.isoformat()}）",
+            body=f"{assignment.duty.title}（截止 {local_iso(assignment.deadline_at)}）",
             incident=incident,
             person=person,
             at=at,

@@ -9,14 +9,12 @@ before acting, so a job run twice notifies once.
 import logging
 from datetime import timedelta
 
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.types import utcnow
-from app.queue import QUEUE_DISPATCH, get_queue
+from app.queue import QUEUE_DISPATCH, get_queue, job_lost
 from app.supply.models import DispatchIntent, SupplyTask
 
 log = logging.getLogger(__name__)
@@ -41,12 +39,19 @@ def _enqueue(intents):
         for intent in intents
     ]
     # Enqueue first, then mark: a crash in between leaves a pending intent that is relayed
-    # again, and the job's own check makes the repeat harmless.
+    # again, and the job's own check makes the repeat harmless. The mark only moves rows
+    # still pending, so an intent a fast worker already finished stays done.
     queue.enqueue_many(jobs)
-    for intent in intents:
-        intent.status = "enqueued"
-        intent.enqueued_at = utcnow()
-        intent.attempts += 1
+    db.session.execute(
+        update(DispatchIntent)
+        .where(DispatchIntent.id.in_([i.id for i in intents]), DispatchIntent.status == "pending")
+        .values(
+            status="enqueued",
+            enqueued_at=utcnow(),
+            attempts=DispatchIntent.attempts + 1,
+        ),
+        execution_options={"synchronize_session": False},
+    )
     db.session.commit()
 
 
@@ -75,32 +80,33 @@ def relay(incident_ids=None):
     return count
 
 
-def reconcile(stale_seconds, incident_ids=None):
-    """Mark pending again every intent enqueued before the cut-off whose job is not alive.
+def reconcile(stale_seconds, incident_ids=None, dead_workers=(), min_age_seconds=None):
+    """Mark pending again every enqueued intent whose job is lost.
 
-    Returns how many; the next relay puts them back on the queue.
+    A job is lost when Redis no longer has it, it failed, or the worker running it died
+    (named in `dead_workers`, or silent for `stale_seconds`). Only intents enqueued at
+    least `min_age_seconds` ago (default: `stale_seconds`) are looked at, to keep the
+    look-ups few. Returns how many; the next relay puts them back on the queue.
     """
-    cutoff = utcnow() - timedelta(seconds=stale_seconds)
+    age = stale_seconds if min_age_seconds is None else min_age_seconds
+    cutoff = utcnow() - timedelta(seconds=age)
     query = select(DispatchIntent).where(
         DispatchIntent.status == "enqueued", DispatchIntent.enqueued_at <= cutoff
     )
     if incident_ids is not None:
         query = query.join(SupplyTask).where(SupplyTask.incident_id.in_(incident_ids))
     connection = get_queue(QUEUE_DISPATCH).connection
-    stuck = []
-    for intent in db.session.scalars(query):
-        try:
-            status = Job.fetch(job_id_for(intent.supply_task_id), connection=connection).get_status()
-        except NoSuchJobError:
-            status = None
-        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED):
-            continue
-        stuck.append(intent.id)
+    stuck = [
+        intent.id
+        for intent in db.session.scalars(query)
+        if job_lost(job_id_for(intent.supply_task_id), connection, stale_seconds, dead_workers)
+    ]
     if stuck:
         db.session.execute(
             update(DispatchIntent)
             .where(DispatchIntent.id.in_(stuck), DispatchIntent.status == "enqueued")
-            .values(status="pending")
+            .values(status="pending"),
+            execution_options={"synchronize_session": False},
         )
         log.warning("reconciler: %d stuck dispatch intents put back", len(stuck))
     db.session.commit()

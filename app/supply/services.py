@@ -27,6 +27,8 @@ from app.supply.models import (
     SupplyTask,
 )
 
+from app.types import isoformat_utc, local_iso
+
 log = logging.getLogger(__name__)
 
 
@@ -105,7 +107,11 @@ def suspended_supplier_ids(incident):
 
 
 def _committed_meals(incident, serve_at):
-    """Meals each supplier already owes for this meal, and each point already gets by diet."""
+    """Meals each supplier already owes for this meal, and each point already gets by diet.
+
+    TODO: only this incident's tasks are counted, so two incidents open at once can each
+    book a supplier's whole capacity for the same meal.
+    """
     tasks = db.session.scalars(
         select(SupplyTask).where(
             SupplyTask.incident_id == incident.id,
@@ -130,6 +136,8 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
     """
     if meal not in MEALS:
         raise InvalidInput("unknown meal", {"meal": [f"must be one of {', '.join(MEALS)}"]})
+    # TODO: capacity is the supplier's standing figure; a supplier cannot yet report a
+    # changed capacity for one incident, so a kitchen short of staff is over-booked.
     rules = allocation.Rules.from_settings(incident.plan.settings)
     priority_types = set(incident.plan.settings.get("priority_types", []))
     demands = build_meal_demand(incident, meal, serve_at, at)
@@ -184,7 +192,7 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
                 "point": points[s.demand_id].code,
                 "point_name": points[s.demand_id].name,
                 "meal": meal,
-                "serve_at": serve_at.isoformat(),
+                "serve_at": isoformat_utc(serve_at),
                 "diet": s.diet,
                 "meals": s.meals,
                 "reason": s.reason,
@@ -200,13 +208,13 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
     record(
         incident,
         "allocation_solved" if trigger == "plan" else "reallocation_solved",
-        f"{meal} {serve_at.isoformat()}: {run.allocated_meals}/{run.demand_meals} meals, "
+        f"{meal} {local_iso(serve_at)}: {run.allocated_meals}/{run.demand_meals} meals, "
         f"{len(tasks)} tasks",
         at,
     )
     log.info(
         "incident %s: %s %s allocated %d of %d meals in %d tasks (%s)",
-        incident.id, meal, serve_at.isoformat(), run.allocated_meals, run.demand_meals,
+        incident.id, meal, local_iso(serve_at), run.allocated_meals, run.demand_meals,
         len(tasks), trigger,
     )
     return run, tasks
@@ -263,6 +271,8 @@ def suspend_supplier(supplier, incident, *, reason, at, rapid_test=None):
     if not suspension.drill:
         supplier.status = "suspended"
     db.session.flush()
+    # TODO: a suspension outside any incident moves no tasks; the supplier's open tasks in
+    # live incidents stay with it until someone re-plans those meals.
     if incident is not None:
         schedule("reallocate_supplier", incident, suspension.id, at)
         record(incident, "supplier_suspended", f"{supplier.name}: {reason}", at)
@@ -422,7 +432,7 @@ def notify_supplier_of_task(task, at):
         key=f"supply-task-{task.key}",
         kind="supply_task",
         subject=f"{prefix}保供任务：{task.meals} 份{task.meal}，送达 {task.demand_point.name}",
-        body=f"送达时间 {task.serve_at.isoformat()}；任务编号 {task.key}",
+        body=f"送达时间 {local_iso(task.serve_at)}；任务编号 {task.key}",
         incident=incident,
         supplier=task.supplier,
         at=at,
