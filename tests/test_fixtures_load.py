@@ -336,3 +336,22 @@ def test_a_plan_refused_after_the_rows_were_staged_leaves_nothing_behind(app, tm
     assert "nowhere" in refusal.errors["duties.department"]
     assert _count_suppliers() == 0
     assert db.session.scalar(select(func.count(Person.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("region.yaml", ""),
+        ("region.yaml", "code: '330211'\nname: x\n"),
+        ("boundary.geojson", '{"type": "Polygon", "coordinates": [[1, 2]]}'),
+        ("boundary.geojson", '{"type": "Point", "coordinates": [121.6, 29.9]}'),
+    ],
+)
+def test_a_broken_region_description_is_refused_naming_the_file(app, tmp_path, name, content):
+    region = _copy_region(tmp_path)
+    (region / name).write_text(content, encoding="utf-8")
+
+    with pytest.raises(InvalidInput) as refused:
+        load_all(region_dir=str(region))
+
+    assert name in str(refused.value) + str(refused.value.errors)

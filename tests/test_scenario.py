@@ -186,3 +186,47 @@ def test_a_headcount_beyond_the_shelter_is_refused(app, scenario_copy, tmp_path)
 
     assert result.exit_code == 2
     assert "exceeds its capacity" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(start="9999-12-31T23:00:00+08:00"), "start"),
+        (lambda d: d["dishes"].pop("lunch"), "dishes"),
+        (lambda d: next(i for i in d["injects"] if i["do"] == "rapid_test").update(value=-62.0),
+         "injects"),
+    ],
+)
+def test_impossible_values_are_refused(scenario_copy, change, field):
+    assert field in _errors(scenario_copy(change))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>", "Cancel"),
+        ("<effective>2026-09-14T06:00:00+08:00</effective>",
+         "<effective>2026-09-18T06:00:00+08:00</effective>", "effective is after expires"),
+        ("<severity>Extreme</severity>", "<severity>Minor</severity>", "disagree on severity"),
+    ],
+)
+def test_a_self_contradictory_alert_is_refused(app, scenario_copy, tmp_path, old, new, says):
+    path = tmp_path / "typhoon-cap.xml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    result = _run(app, scenario_copy(lambda d: None), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert says in result.stderr
+
+
+def test_unknown_departments_in_except_are_refused(app, scenario_copy, tmp_path):
+    def change(document):
+        next(i for i in document["injects"] if i["do"] == "confirm_duties")["except"] = ["nosuch"]
+
+    result = _run(app, scenario_copy(change), tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "nosuch" in result.stderr

@@ -9,6 +9,7 @@ waits for them to finish before it moves the clock on, so a run is repeatable.
 """
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -43,6 +44,15 @@ STALE_SECONDS = 30
 
 class DrillError(RuntimeError):
     """The drill could not go on: the reason is for the drill controller."""
+
+
+# Set from a signal handler; the engine stops at its next step rather than mid-write.
+STOP = threading.Event()
+
+
+def _check_stop():
+    if STOP.is_set():
+        raise DrillError("interrupted; workers stopped, the run is marked failed")
 
 
 class Engine:
@@ -106,6 +116,7 @@ class Engine:
             db.session.commit()
             if busy == 0:
                 return
+            _check_stop()
             try:
                 just_died = self.pool.revive()
             except RuntimeError as error:
@@ -194,6 +205,7 @@ class Engine:
             at = min(candidates)
             if at > self.scenario.end:
                 break
+            _check_stop()
             self.advance(at)
             self.settle()
             while i < len(events) and events[i][0] == at:

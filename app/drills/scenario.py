@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import yaml
 from marshmallow import (
@@ -19,6 +19,7 @@ from marshmallow import (
 from app.alerts.cap import SEVERITIES
 from app.errors import InvalidInput
 from app.process.models import LEVELS
+from app.supply.models import MEALS
 
 OFFSET = re.compile(r"^\+(\d+):([0-5]\d)$")
 INJECT_KINDS = (
@@ -71,8 +72,8 @@ class InjectSchema(Schema):
     supplier = fields.String()
     analyte = fields.String()
     method = fields.String()
-    value = fields.Float(allow_nan=False)
-    limit = fields.Float(allow_nan=False)
+    value = fields.Float(allow_nan=False, validate=validate.Range(min=0))
+    limit = fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False))
     unit = fields.String()
     tested_by = fields.String()
 
@@ -139,6 +140,13 @@ class FiguresSchema(Schema):
     severity = fields.String(validate=validate.OneOf(SEVERITIES))
 
 
+EVERY_MEAL = "give the dishes of every meal: " + ", ".join(MEALS)
+
+
+def _raise(message):
+    raise ValidationError(message)
+
+
 def _relative_file(value):
     if os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
         raise ValidationError("a file beside the scenario, without / at the start or ..")
@@ -154,7 +162,15 @@ class ScenarioSchema(Schema):
     note = fields.String()
     plan = fields.String(required=True)
     region = fields.String(required=True)
-    start = AwareDateTime(required=True, format="iso")
+    start = AwareDateTime(
+        required=True,
+        format="iso",
+        validate=validate.Range(
+            datetime(2000, 1, 1, tzinfo=timezone.utc),
+            datetime(2100, 1, 1, tzinfo=timezone.utc),
+            error="the drill must start between 2000 and 2100",
+        ),
+    )
     duration_hours = fields.Integer(strict=True, required=True, validate=validate.Range(1, 24 * 30))
     alert = fields.String(required=True, validate=_relative_file)
     figures = fields.Nested(FiguresSchema, load_default=lambda: {})
@@ -163,9 +179,12 @@ class ScenarioSchema(Schema):
     )
     suppliers = fields.Nested(SupplierBehaviourSchema, load_default=lambda: {})
     dishes = fields.Dict(
-        keys=fields.String(validate=validate.OneOf(("breakfast", "lunch", "dinner"))),
-        values=fields.List(fields.String(), validate=validate.Length(min=1)),
+        keys=fields.String(validate=validate.OneOf(MEALS)),
+        values=fields.List(
+            fields.String(validate=validate.Length(1, 200)), validate=validate.Length(min=1)
+        ),
         required=True,
+        validate=lambda d: set(d) == set(MEALS) or _raise(EVERY_MEAL),
     )
     injects = fields.List(fields.Nested(InjectSchema), required=True)
 

@@ -61,14 +61,27 @@ def run_drill(scenario_path, out_dir, *, workers=None):
         run.finished_at = utcnow()
         db.session.commit()
     except BaseException as error:
+        _mark_failed(run, error)
+        raise
+    log.info("drill %s: finished, report in %s", run.id, paths["report_json"])
+    return report, paths
+
+
+def _mark_failed(run, error):
+    """Record a run that stopped early; its drill incident is closed, not left active."""
+    try:
         db.session.rollback()
         run.status = "failed"
         run.error = str(error) or type(error).__name__
         run.finished_at = utcnow()
+        incident = incident_of(run)
+        if incident is not None and incident.status != "closed":
+            incident.status = "closed"
+            incident.closed_at = run.sim_now
         db.session.commit()
-        raise
-    log.info("drill %s: finished, report in %s", run.id, paths["report_json"])
-    return report, paths
+    except Exception:  # the database may be what failed; the original error matters more
+        db.session.rollback()
+        log.exception("drill %s: could not record the failure", run.id)
 
 
 def check_against_data(scenario, region):
@@ -108,6 +121,8 @@ def check_against_data(scenario, region):
                 )
         if "supplier" in inject and inject["supplier"] not in known["supplier"]:
             errors.setdefault(where, []).append(f"unknown supplier {inject['supplier']}")
+        for code in set(inject.get("except_", [])) - known["departments"]:
+            errors.setdefault(where, []).append(f"unknown department {code} in except")
         departments = inject.get("departments")
         if isinstance(departments, list):
             for code in set(departments) - known["departments"]:
@@ -126,6 +141,8 @@ def _check_alert(alert, scenario, region):
 
     if alert.status != "Exercise":
         return {"alert": [f"a drill alert has status Exercise, this one {alert.status}"]}
+    if alert.msg_type not in ("Alert", "Update"):
+        return {"alert": [f"a {alert.msg_type} message cannot open a drill; use Alert or Update"]}
     if not alert.infos:
         return {"alert": ["the alert has no info block, so no event or severity"]}
     problems = []
@@ -134,6 +151,13 @@ def _check_alert(alert, scenario, region):
             problems.append(f"expired at {info.expires.isoformat()}, before the drill starts")
         if info.expires is not None and info.expires < alert.sent:
             problems.append("expires before it was sent")
+        for name in ("effective", "onset"):
+            start = getattr(info, name)
+            if start is not None and info.expires is not None and start > info.expires:
+                problems.append(f"{name} is after expires ({info.language})")
+    severities = {info.severity for info in alert.infos}
+    if len(severities) > 1:
+        problems.append(f"its info blocks disagree on severity: {', '.join(sorted(severities))}")
     boundary = shape(region["boundary_geometry"])
     if alert_in_region(alert, region["code"], boundary) is False:
         problems.append(f"its area is outside region {region['code']}")
