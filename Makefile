@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 CATALOG := app/translations/zh_Hans_CN/LC_MESSAGES/messages
 
-.PHONY: install demo test serve migrate-check
+.PHONY: install demo test lint serve migrate-check
 
 # Installs once; a second run finds the stamp newer than requirements.txt and does nothing.
 $(VENV)/.installed: requirements.txt
@@ -37,3 +37,8 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Style: ruff's lint rules and formatter, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -50,9 +50,11 @@ def _database_url(name, default):
     raw = os.environ.get(name) or default
     scheme = raw.split(":", 1)[0]
     if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
-        raise ConfigError(f"{name}: use sqlite:///PATH or postgresql+psycopg://..., got {scheme}://")
+        raise ConfigError(
+            f"{name}: use sqlite:///PATH or postgresql+psycopg://..., got {scheme}://"
+        )
     if scheme == "postgresql":
-        raw = "postgresql+psycopg" + raw[len("postgresql"):]
+        raw = "postgresql+psycopg" + raw[len("postgresql") :]
     return raw
 
 

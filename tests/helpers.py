@@ -1,6 +1,6 @@
 """Small builders shared by the service tests."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from app.drills.models import DrillRun
 from app.extensions import db
@@ -8,13 +8,17 @@ from app.incidents.services import open_incident
 from app.process.services import activate, latest_plan
 from app.supply.services import demand_point_by_code, open_point
 
-T0 = datetime(2026, 9, 14, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 9, 14, 0, 0, tzinfo=UTC)
 
 
 def drill_run(at=T0):
     """A drill run whose simulated clock stands at `at`."""
     run = DrillRun(
-        scenario="test", scenario_digest="0" * 64, sim_start=at, sim_end=at, sim_now=at,
+        scenario="test",
+        scenario_digest="0" * 64,
+        sim_start=at,
+        sim_end=at,
+        sim_now=at,
         started_at=at,
     )
     db.session.add(run)

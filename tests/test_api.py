@@ -14,8 +14,23 @@ WITHOUT_ARGUMENTS = ["/api/health", "/api/incidents/1", "/api/incidents/1/figure
 
 MAX_INT32 = 2**31 - 1
 NOT_PLAIN_DIGITS = [
-    "NaN", "nan", "Infinity", "-Infinity", "inf", "1e999", "1e3", "-0", "+1", "1.0", "1_000",
-    " 1", "١", "", "abc", "99999999999999999999", "9" * 5000,
+    "NaN",
+    "nan",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "1e999",
+    "1e3",
+    "-0",
+    "+1",
+    "1.0",
+    "1_000",
+    " 1",
+    "١",
+    "",
+    "abc",
+    "99999999999999999999",
+    "9" * 5000,
 ]
 
 

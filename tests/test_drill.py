@@ -48,9 +48,19 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
     assert first["rapid_tests"] == {"run": 2, "failed": 1}
     events = [entry["event"] for entry in first["timeline"]]
     for event in (
-        "alert_received", "level_suggested", "plan_activated", "duty_overdue", "duty_escalated",
-        "point_opened", "allocation_solved", "rapid_test_failed", "supplier_suspended",
-        "reallocation_solved", "meals_delivered", "sitrep_issued", "response_ended",
+        "alert_received",
+        "level_suggested",
+        "plan_activated",
+        "duty_overdue",
+        "duty_escalated",
+        "point_opened",
+        "allocation_solved",
+        "rapid_test_failed",
+        "supplier_suspended",
+        "reallocation_solved",
+        "meals_delivered",
+        "sitrep_issued",
+        "response_ended",
     ):
         assert event in events, event
     assert all(entry["at"].endswith("Z") for entry in first["timeline"])

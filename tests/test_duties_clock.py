@@ -41,7 +41,9 @@ def test_activation_sets_up_command_groups_and_duties(region):
     assert post.commander.role == "commander" and post.commander.on_duty
     groups = db.session.scalars(select(WorkingGroup).filter_by(incident_id=found.id)).all()
     assert groups and all(g.name for g in groups)
-    seated = db.session.scalars(select(GroupMember).join(WorkingGroup).filter_by(incident_id=found.id))
+    seated = db.session.scalars(
+        select(GroupMember).join(WorkingGroup).filter_by(incident_id=found.id)
+    )
     assert all(member.person.on_duty for member in seated)
     assigned = db.session.scalar(
         select(func.count(DutyAssignment.id)).filter_by(incident_id=found.id)
@@ -122,9 +124,9 @@ def test_an_off_duty_liaison_is_not_paged(region):
     found = incident()
     assignment = _assignment(found, "commerce")
     paged = db.session.scalars(
-        select(Person).join(Notification, Notification.person_id == Person.id).where(
-            Notification.incident_id == found.id, Notification.kind == "duty_assigned"
-        )
+        select(Person)
+        .join(Notification, Notification.person_id == Person.id)
+        .where(Notification.incident_id == found.id, Notification.kind == "duty_assigned")
     ).all()
 
     assert assignment is not None

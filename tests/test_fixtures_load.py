@@ -202,9 +202,7 @@ def test_an_unquoted_thousands_separator_is_refused_as_too_many_fields(app, tmp_
     refusal = _refusal(region)
 
     [message] = refusal.errors["suppliers.csv line 2"]
-    assert message.startswith(
-        "too many fields: a number like 1,200 must be written 1200 or quoted"
-    )
+    assert message.startswith("too many fields: a number like 1,200 must be written 1200 or quoted")
     assert _count_suppliers() == 0
 
 

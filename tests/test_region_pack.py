@@ -22,11 +22,31 @@ PLAN = ROOT / "fixtures" / "plans" / "zhenhai-catering-supply.yaml"
 
 KM_PER_DEG = 111.195
 STREET_CODES = {
-    "330211001", "330211002", "330211003", "330211004", "330211005", "330211100", "330211101",
+    "330211001",
+    "330211002",
+    "330211003",
+    "330211004",
+    "330211005",
+    "330211100",
+    "330211101",
 }
 SUPPLIER_COLUMNS = [
-    "code", "name", "type", "street_code", "lat", "lon", "breakfast", "lunch", "dinner",
-    "rating", "risk_colour", "halal", "vegetarian", "infant", "soft_diet", "hot_holding",
+    "code",
+    "name",
+    "type",
+    "street_code",
+    "lat",
+    "lon",
+    "breakfast",
+    "lunch",
+    "dinner",
+    "rating",
+    "risk_colour",
+    "halal",
+    "vegetarian",
+    "infant",
+    "soft_diet",
+    "hot_holding",
     "fictitious",
 ]
 DEMAND_COLUMNS = ["code", "name", "type", "street_code", "lat", "lon", "capacity", "fictitious"]
@@ -64,8 +84,7 @@ def to_km(region):
     lon0 = region["centre"]["lon"]
 
     def project(lon, lat, z=None):
-        return ((lon - lon0) * KM_PER_DEG * math.cos(math.radians(lat)),
-                (lat - lat0) * KM_PER_DEG)
+        return ((lon - lon0) * KM_PER_DEG * math.cos(math.radians(lat)), (lat - lat0) * KM_PER_DEG)
 
     return lambda geom: transform(project, geom)
 
@@ -100,6 +119,7 @@ def nearest_street(region, to_km, lat, lon) -> str:
 
 # --- region and boundary ---------------------------------------------------------
 
+
 def test_region_identity(region):
     assert region["code"] == "330211"
     assert region["city"]["code"] == "330200"
@@ -130,6 +150,7 @@ def test_boundary_contains_centres(region, boundary):
 
 
 # --- suppliers -------------------------------------------------------------------
+
 
 def test_supplier_columns_and_codes(suppliers):
     columns, rows = suppliers
@@ -192,6 +213,7 @@ def test_supplier_positions(suppliers, boundary, region, to_km):
 
 # --- demand points ---------------------------------------------------------------
 
+
 def test_demand_columns_and_codes(demand):
     columns, rows = demand
     assert columns == DEMAND_COLUMNS
@@ -230,6 +252,7 @@ def test_demand_positions(demand, boundary, region, to_km):
 
 
 # --- departments and plan --------------------------------------------------------
+
 
 def test_departments_have_on_duty_liaison(departments):
     codes = [d["code"] for d in departments]

@@ -133,13 +133,21 @@ def test_an_output_path_that_cannot_be_a_folder_is_refused(app, tmp_path):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (lambda d: d["injects"].append({"at": "+90:00", "do": "end_response", "reason": "x"}),
-         "injects"),
+        (
+            lambda d: d["injects"].append({"at": "+90:00", "do": "end_response", "reason": "x"}),
+            "injects",
+        ),
         (lambda d: d["injects"].append({"at": "+00:05", "do": "receive_alert"}), "injects"),
-        (lambda d: d["injects"].insert(0, {"at": "+00:00", "do": "open_points", "points": []}),
-         "injects"),
-        (lambda d: d["injects"].__setitem__(
-            slice(None), [i for i in d["injects"] if i["do"] != "receive_alert"]), "injects"),
+        (
+            lambda d: d["injects"].insert(0, {"at": "+00:00", "do": "open_points", "points": []}),
+            "injects",
+        ),
+        (
+            lambda d: d["injects"].__setitem__(
+                slice(None), [i for i in d["injects"] if i["do"] != "receive_alert"]
+            ),
+            "injects",
+        ),
         (lambda d: d.update(figures={"evacuees": "many"}), "figures"),
         (lambda d: d.update(figures={"evacuees": float("nan")}), "figures"),
         (lambda d: d.update(figures={"people": 5}), "figures"),
@@ -166,8 +174,9 @@ def _alert_variant(tmp_path, old, new):
         ("2026-09-17T06:00:00+08:00", "2026-09-13T06:00:00+08:00", "expired"),
     ],
 )
-def test_an_alert_that_cannot_open_the_drill_is_refused(app, scenario_copy, tmp_path, old, new,
-                                                         says):
+def test_an_alert_that_cannot_open_the_drill_is_refused(
+    app, scenario_copy, tmp_path, old, new, says
+):
     _alert_variant(tmp_path, old, new)
 
     result = _run(app, scenario_copy(lambda d: None), tmp_path / "out")
@@ -193,8 +202,10 @@ def test_a_headcount_beyond_the_shelter_is_refused(app, scenario_copy, tmp_path)
     [
         (lambda d: d.update(start="9999-12-31T23:00:00+08:00"), "start"),
         (lambda d: d["dishes"].pop("lunch"), "dishes"),
-        (lambda d: next(i for i in d["injects"] if i["do"] == "rapid_test").update(value=-62.0),
-         "injects"),
+        (
+            lambda d: next(i for i in d["injects"] if i["do"] == "rapid_test").update(value=-62.0),
+            "injects",
+        ),
     ],
 )
 def test_impossible_values_are_refused(scenario_copy, change, field):
@@ -205,8 +216,11 @@ def test_impossible_values_are_refused(scenario_copy, change, field):
     ("old", "new", "says"),
     [
         ("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>", "Cancel"),
-        ("<effective>2026-09-14T06:00:00+08:00</effective>",
-         "<effective>2026-09-18T06:00:00+08:00</effective>", "effective is after expires"),
+        (
+            "<effective>2026-09-14T06:00:00+08:00</effective>",
+            "<effective>2026-09-18T06:00:00+08:00</effective>",
+            "effective is after expires",
+        ),
         ("<severity>Extreme</severity>", "<severity>Minor</severity>", "disagree on severity"),
     ],
 )

@@ -21,8 +21,15 @@ LUNCH = T0 + timedelta(hours=4)
 
 def _fail(supplier, found, at):
     return record_rapid_test(
-        supplier=supplier, incident=found, analyte="亚硝酸盐", method="快检", value=45.0,
-        limit=30.0, unit="mg/kg", tested_by="inspector", at=at,
+        supplier=supplier,
+        incident=found,
+        analyte="亚硝酸盐",
+        method="快检",
+        value=45.0,
+        limit=30.0,
+        unit="mg/kg",
+        tested_by="inspector",
+        at=at,
     )
 
 
@@ -110,8 +117,15 @@ def test_a_passing_test_changes_nothing(region):
     found, supplier = _planned_lunch()
 
     test = record_rapid_test(
-        supplier=supplier, incident=found, analyte="亚硝酸盐", method="快检", value=3.0,
-        limit=30.0, unit="mg/kg", tested_by="inspector", at=T0,
+        supplier=supplier,
+        incident=found,
+        analyte="亚硝酸盐",
+        method="快检",
+        value=3.0,
+        limit=30.0,
+        unit="mg/kg",
+        tested_by="inspector",
+        at=T0,
     )
 
     assert test.passed

@@ -45,8 +45,12 @@ def test_supplier_names_come_back_literally(client, region):
 def test_drill_run_names_are_escaped_on_the_home_page(client, app):
     db.session.add(
         DrillRun(
-            scenario="<script>alert(1)</script>", scenario_digest="0", sim_start=T0, sim_end=T0,
-            sim_now=T0, started_at=T0,
+            scenario="<script>alert(1)</script>",
+            scenario_digest="0",
+            sim_start=T0,
+            sim_end=T0,
+            sim_now=T0,
+            started_at=T0,
         )
     )
     db.session.commit()
@@ -81,8 +85,14 @@ def test_a_finished_drill_serves_its_own_report_and_map(client, app):
         "timeline": [],
     }
     run = DrillRun(
-        scenario="s", scenario_digest="0", sim_start=T0, sim_end=T0, sim_now=T0, started_at=T0,
-        status="finished", report=report,
+        scenario="s",
+        scenario_digest="0",
+        sim_start=T0,
+        sim_end=T0,
+        sim_now=T0,
+        started_at=T0,
+        status="finished",
+        report=report,
     )
     db.session.add(run)
     db.session.commit()

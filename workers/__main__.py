@@ -32,8 +32,10 @@ def main(argv=None):
     handler = logging.StreamHandler()
     handler.addFilter(JobContextFilter())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [job %(job_id)s incident %(incident_id)s] %(name)s: "
-            "%(message)s")
+        logging.Formatter(
+            "%(asctime)s %(levelname)s [job %(job_id)s incident %(incident_id)s] %(name)s: "
+            "%(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers = [handler]

@@ -35,7 +35,7 @@ class WorkerPool:
 
     def _environment(self):
         holder = redis_holder(self.app)
-        holder.conn  # start the bundled server first, so its socket can be handed on
+        holder.conn.ping()  # start the bundled server first, so its socket can be handed on
         env = dict(os.environ)
         env["REDIS_URL"] = holder.url
         env["DATABASE_URL"] = self.app.config["SQLALCHEMY_DATABASE_URI"]
@@ -44,7 +44,9 @@ class WorkerPool:
 
     def _spawn(self, env):
         name = f"{self.name_prefix}-{os.getpid()}-{time.time_ns()}"
-        process = subprocess.Popen([sys.executable, "-m", "workers", "--name", name], cwd=ROOT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--name", name], cwd=ROOT, env=env
+        )
         process.worker_name = name
         self.processes.append(process)
         return process
@@ -74,7 +76,8 @@ class WorkerPool:
         for process in dead:
             log.warning(
                 "workers: %s ended with code %s, starting a replacement",
-                process.worker_name, process.returncode,
+                process.worker_name,
+                process.returncode,
             )
             self.dead_names.add(process.worker_name)
             self.processes.remove(process)

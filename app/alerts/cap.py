@@ -184,9 +184,7 @@ class CapAlert:
 
     def infos_ordered(self, language: str = "zh-CN") -> tuple[CapInfo, ...]:
         """Every info block, the one in the user's language first."""
-        return tuple(
-            sorted(self.infos, key=lambda info: _language_rank(info.language, language))
-        )
+        return tuple(sorted(self.infos, key=lambda info: _language_rank(info.language, language)))
 
     def geocodes(self) -> tuple[tuple[str, str], ...]:
         """All (valueName, value) pairs of all areas of all info blocks, de-duplicated,
@@ -480,9 +478,7 @@ def _check_choice(value: str, allowed: tuple, path: str) -> str:
     return value
 
 
-def _optional_datetime(
-    children: dict[str, list[Element]], name: str, path: str
-) -> datetime | None:
+def _optional_datetime(children: dict[str, list[Element]], name: str, path: str) -> datetime | None:
     """The datetime of an optional element, or None when it is absent or empty."""
     text = _optional_text(children, name, path)
     return _datetime(text, f"{path}/{name}") if text is not None else None

@@ -32,7 +32,9 @@ def schedule(kind, incident, subject_id, due_at):
     )
     if existing is not None:
         return existing
-    action = ScheduledAction(kind=kind, incident_id=incident.id, subject_id=subject_id, due_at=due_at)
+    action = ScheduledAction(
+        kind=kind, incident_id=incident.id, subject_id=subject_id, due_at=due_at
+    )
     db.session.add(action)
     db.session.flush()
     return action

@@ -40,9 +40,7 @@ def issue_sitrep(incident, at):
     from app.supply.services import incident_figures
 
     number = (
-        db.session.scalar(
-            select(func.count(SituationReport.id)).filter_by(incident_id=incident.id)
-        )
+        db.session.scalar(select(func.count(SituationReport.id)).filter_by(incident_id=incident.id))
         + 1
     )
     figures = incident_figures(incident)

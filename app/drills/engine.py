@@ -28,7 +28,8 @@ from app.incidents.models import Incident
 from app.incidents.services import change_level, open_incident, record
 from app.organisation.services import commander_of, department, liaison_of
 from app.process.services import activate, suggest_level
-from app.supply import dispatch, services as supply
+from app.supply import dispatch
+from app.supply import services as supply
 from app.supply.models import MEALS, Batch, SupplyTask
 from app.techsupport.services import record_rapid_test, retain_samples
 from app.types import local_iso, utcnow
@@ -265,9 +266,7 @@ class Engine:
         if level is None:
             raise DrillError("no level was suggested and the inject names none")
         reason = inject.get("reason") or "commander confirms the suggested level"
-        activate(
-            self.incident, level, at=self.now, reason=reason, by=commander_of_plan(self.plan)
-        )
+        activate(self.incident, level, at=self.now, reason=reason, by=commander_of_plan(self.plan))
 
     def do_confirm_duties(self, inject):
         wanted = inject["departments"]
@@ -327,7 +326,11 @@ class Engine:
 
     def do_end_response(self, inject):
         change_level(
-            self.incident, None, reason=inject["reason"], at=self.now, by=commander_of(self.incident)
+            self.incident,
+            None,
+            reason=inject["reason"],
+            at=self.now,
+            by=commander_of(self.incident),
         )
 
     # Meals: what the command centre and the suppliers do ------------------------------

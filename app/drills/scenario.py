@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import yaml
 from marshmallow import (
@@ -166,8 +166,8 @@ class ScenarioSchema(Schema):
         required=True,
         format="iso",
         validate=validate.Range(
-            datetime(2000, 1, 1, tzinfo=timezone.utc),
-            datetime(2100, 1, 1, tzinfo=timezone.utc),
+            datetime(2000, 1, 1, tzinfo=UTC),
+            datetime(2100, 1, 1, tzinfo=UTC),
             error="the drill must start between 2000 and 2100",
         ),
     )
@@ -275,4 +275,3 @@ def load_scenario(path):
     if not os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)), data["alert"])):
         raise InvalidInput("scenario refused", {"alert": [f"no file {data['alert']}"]})
     return Scenario(path, data, hashlib.sha256(raw).hexdigest())
-

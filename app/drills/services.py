@@ -89,7 +89,6 @@ def check_against_data(scenario, region):
     from sqlalchemy import select
 
     from app.alerts.cap import CapError, parse_cap
-    from app.alerts.services import alert_in_region
     from app.organisation.models import Department
     from app.supply.models import DemandPoint, Supplier
 

@@ -124,5 +124,10 @@ def escalate(assignment, at):
             person=person,
             at=at,
         )
-    record(incident, "duty_escalated", f"{assignment.department.name}: to the office and the commander", at)
+    record(
+        incident,
+        "duty_escalated",
+        f"{assignment.department.name}: to the office and the commander",
+        at,
+    )
     return "escalated"

@@ -19,8 +19,9 @@ def record(incident, event, detail, at):
     return entry
 
 
-def open_incident(*, kind, title, plan, at, drill_run=None, evacuees=None, towns=None,
-                  severity=None):
+def open_incident(
+    *, kind, title, plan, at, drill_run=None, evacuees=None, towns=None, severity=None
+):
     """Create an incident on a plan; a drill run makes it a drill incident."""
     incident = Incident(
         kind=kind,

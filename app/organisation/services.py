@@ -69,7 +69,9 @@ def set_up_command(incident, at):
                 seated.add(person.id)
                 db.session.add(GroupMember(group_id=group.id, person_id=person.id))
     db.session.flush()
-    log.info("incident %s: command post set up, commander %s", incident.id, commander and commander.code)
+    log.info(
+        "incident %s: command post set up, commander %s", incident.id, commander and commander.code
+    )
     return post
 
 

@@ -26,7 +26,9 @@ CONDITIONS = {
 
 
 def _digest(document):
-    return hashlib.sha256(json.dumps(document, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(document, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def validate_plan(document):
@@ -41,7 +43,14 @@ def validate_plan(document):
     if isinstance(levels, dict) and set(levels) != set(LEVELS):
         errors["levels"] = [f"must define exactly {', '.join(LEVELS)}"]
     for i, duty in enumerate(document.get("duties") or []):
-        for key in ("code", "department", "title", "legal_basis", "levels", "confirm_within_minutes"):
+        for key in (
+            "code",
+            "department",
+            "title",
+            "legal_basis",
+            "levels",
+            "confirm_within_minutes",
+        ):
             if key not in duty:
                 errors.setdefault(f"duties[{i}].{key}", []).append("required")
         bad = [lv for lv in duty.get("levels", []) if lv not in LEVELS]
@@ -51,7 +60,9 @@ def validate_plan(document):
         for i, rule in enumerate((document.get("rules") or {}).get(table, [])):
             if rule.get("level") not in LEVELS:
                 errors.setdefault(f"rules.{table}[{i}].level", []).append("unknown level")
-            unknown = set(rule.get("when", {})) - set(CONDITIONS) - {"severity", "school_or_major_event"}
+            unknown = (
+                set(rule.get("when", {})) - set(CONDITIONS) - {"severity", "school_or_major_event"}
+            )
             if unknown:
                 errors.setdefault(f"rules.{table}[{i}].when", []).append(
                     f"unknown conditions {sorted(unknown)}"
@@ -127,10 +138,8 @@ def _rule_fires(when, figures):
             return False
     if "severity" in when and figures.get("severity") not in when["severity"]:
         return False
-    if when.get("school_or_major_event") and not (
-        figures.get("school") or figures.get("major_event")
-    ):
-        return False
+    if when.get("school_or_major_event"):
+        return bool(figures.get("school") or figures.get("major_event"))
     return True
 
 

@@ -109,7 +109,9 @@ def _pair_block(supplier, demand, diet, minutes, rules):
     floor = rules.rating_floor.get(demand.type)
     if floor and RATING_ORDER[supplier.rating] > RATING_ORDER[floor]:
         return "rating"
-    window = rules.hot_holding_window_minutes if supplier.hot_holding else rules.holding_window_minutes
+    window = (
+        rules.hot_holding_window_minutes if supplier.hot_holding else rules.holding_window_minutes
+    )
     if minutes + rules.serving_minutes > window:
         return "reach"
     return None
@@ -164,7 +166,10 @@ def solve(suppliers, demands, rules):
             flow.add_arc_with_capacity_and_unit_cost(node, sink, meals, 0)
             penalty = PRIORITY_UNMET_PENALTY if d.priority else UNMET_PENALTY
             arcs[flow.add_arc_with_capacity_and_unit_cost(unmet, node, meals, penalty)] = (
-                None, d, diet, 0.0,
+                None,
+                d,
+                diet,
+                0.0,
             )
             blocks = []
             for s in suppliers:
@@ -197,7 +202,9 @@ def solve(suppliers, demands, rules):
             continue
         if s is None:
             floor = rules.rating_floor.get(d.type)
-            shortfall.append(Shortfall(d.id, diet, meals, _reason(diet, blocks_of[(d.id, diet)], floor)))
+            shortfall.append(
+                Shortfall(d.id, diet, meals, _reason(diet, blocks_of[(d.id, diet)], floor))
+            )
             continue
         assignments.append(Assignment(s.id, d.id, diet, meals, minutes))
         cost += meals * flow.unit_cost(arc) / COST_SCALE

@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from app.extensions import db
-from app.types import utcnow
 from app.queue import QUEUE_DISPATCH, get_queue, job_lost
 from app.supply.models import DispatchIntent, SupplyTask
+from app.types import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from app.supply.models import (
     SupplierSuspension,
     SupplyTask,
 )
-
 from app.types import isoformat_utc, local_iso
 
 log = logging.getLogger(__name__)
@@ -214,8 +213,13 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
     )
     log.info(
         "incident %s: %s %s allocated %d of %d meals in %d tasks (%s)",
-        incident.id, meal, local_iso(serve_at), run.allocated_meals, run.demand_meals,
-        len(tasks), trigger,
+        incident.id,
+        meal,
+        local_iso(serve_at),
+        run.allocated_meals,
+        run.demand_meals,
+        len(tasks),
+        trigger,
     )
     return run, tasks
 

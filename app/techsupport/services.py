@@ -35,8 +35,20 @@ def retain_samples(batch, *, at, kept_at, grams, min_grams=125, keep_hours=48):
     return samples
 
 
-def record_rapid_test(*, supplier, incident, analyte, method, value, limit, unit, tested_by,
-                      at, batch=None, sample=None):
+def record_rapid_test(
+    *,
+    supplier,
+    incident,
+    analyte,
+    method,
+    value,
+    limit,
+    unit,
+    tested_by,
+    at,
+    batch=None,
+    sample=None,
+):
     """Record a rapid test; a result above its limit suspends the supplier and tells the
     commander and market supervision."""
     from app.supply.services import suspend_supplier
