@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 CATALOG := app/translations/zh_Hans_CN/LC_MESSAGES/messages
 
-.PHONY: install demo test lint serve migrate-check
+.PHONY: install demo test lint messages serve migrate-check
 
 # Installs once; a second run finds the stamp newer than requirements.txt and does nothing.
 $(VENV)/.installed: requirements.txt
@@ -37,6 +37,11 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Page text: gather the strings to translate into the zh-CN catalog (then fill in msgstr).
+messages: install
+	$(BIN)/pybabel extract -k lazy_gettext -F babel.cfg -o $(VENV)/messages.pot .
+	$(BIN)/pybabel update -i $(VENV)/messages.pot -d app/translations -D messages --no-fuzzy-matching
 
 # Style: ruff's lint rules and formatter, configured in pyproject.toml.
 lint: install

@@ -70,6 +70,12 @@ def from_environment(instance_path):
         "BAOGONG_LOG_LEVEL": _log_level("BAOGONG_LOG_LEVEL", "INFO"),
         "BABEL_DEFAULT_LOCALE": _locale("BAOGONG_LOCALE", "zh_CN"),
         "BABEL_DEFAULT_TIMEZONE": "UTC",
+        # The region this installation serves (a folder of fixtures/, or a path) and the plan
+        # that incidents opened by alerts run on.
+        "BAOGONG_REGION": os.environ.get("BAOGONG_REGION") or "zhenhai",
+        "BAOGONG_PLAN": os.environ.get("BAOGONG_PLAN") or "zhenhai-catering-supply",
+        # The bearer token that may post alerts to the API; unset, posting is off.
+        "BAOGONG_INGEST_TOKEN": os.environ.get("BAOGONG_INGEST_TOKEN") or None,
         "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1, maximum=16),
         "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
         # An intent enqueued this long ago whose job is gone is put on the queue again.

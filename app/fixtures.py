@@ -105,6 +105,20 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
 
+def configured_region():
+    """The region this installation serves (BAOGONG_REGION), read once per app."""
+    from flask import current_app
+
+    region = current_app.extensions.get("baogong_region")
+    if region is None:
+        name = current_app.config["BAOGONG_REGION"]
+        region_dir = name if os.path.isdir(name) else os.path.join(FIXTURES, name)
+        if not os.path.isfile(os.path.join(region_dir, "region.yaml")):
+            raise InvalidInput("no region", {"BAOGONG_REGION": [f"no region.yaml in {region_dir}"]})
+        region = current_app.extensions["baogong_region"] = load_region(region_dir)
+    return region
+
+
 def load_region(region_dir=DEFAULT_REGION):
     """The region description with its boundary geometry (GeoJSON, WGS-84)."""
     region = read_yaml(os.path.join(region_dir, "region.yaml"))

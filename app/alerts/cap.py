@@ -180,11 +180,11 @@ class CapAlert:
             return None
 
         # min() keeps the first of equally ranked blocks, so document order breaks ties.
-        return min(self.infos, key=lambda info: _language_rank(info.language, language))
+        return min(self.infos, key=lambda info: language_rank(info.language, language))
 
     def infos_ordered(self, language: str = "zh-CN") -> tuple[CapInfo, ...]:
         """Every info block, the one in the user's language first."""
-        return tuple(sorted(self.infos, key=lambda info: _language_rank(info.language, language)))
+        return tuple(sorted(self.infos, key=lambda info: language_rank(info.language, language)))
 
     def geocodes(self) -> tuple[tuple[str, str], ...]:
         """All (valueName, value) pairs of all areas of all info blocks, de-duplicated,
@@ -246,6 +246,15 @@ def _as_utf8(data: bytes) -> bytes:
 
     # The declaration is ASCII, so its end in bytes is also its end in the decoded text.
     return b'<?xml version="1.0" encoding="UTF-8"' + text[declaration.end() :].encode()
+
+
+def message_text(data: bytes) -> str:
+    """The message as text, decoded from the encoding it declared (UTF-8, UTF-16, or one of
+    the GB encodings); for a message parse_cap has accepted."""
+    data = _as_utf8(bytes(data))
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _refuse_xinclude(root: Element) -> None:
@@ -563,7 +572,7 @@ def _value_pair(element: Element, path: str, value_required: bool = False) -> tu
     return name, _text(children["value"][0], f"{path}/value")
 
 
-def _language_rank(tag: str, wanted: str) -> int:
+def language_rank(tag: str, wanted: str) -> int:
     """How well an info block's language fits the wanted one: 0 exact, 1 same primary
     subtag, 2 other. Tags compare case-insensitively and zh_CN counts as zh-CN."""
     tag, wanted = tag.replace("_", "-").lower(), wanted.replace("_", "-").lower()

@@ -5,11 +5,13 @@ import re
 
 from flask.views import MethodView
 from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest import abort
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy import select
 from webargs.flaskparser import FlaskParser
 
 from app.drills.models import DrillRun
+from app.errors import InvalidInput
 from app.extensions import db
 from app.incidents.models import Incident
 from app.supply.models import DemandPoint, Supplier
@@ -57,6 +59,15 @@ health = Blueprint("health", __name__, url_prefix="/api", description="Liveness"
 incidents = Blueprint("incidents", __name__, url_prefix="/api/incidents", description="Incidents")
 supply = Blueprint("supply", __name__, url_prefix="/api", description="Suppliers and demand")
 drills = Blueprint("drills", __name__, url_prefix="/api/drills", description="Drill runs")
+alerts = Blueprint("alerts", __name__, url_prefix="/api/alerts", description="CAP alerts")
+
+# Bodies taken as a CAP message: XML under any of its usual names, or raw bytes.
+CAP_MEDIA_TYPES = (
+    "application/cap+xml",
+    "application/xml",
+    "text/xml",
+    "application/octet-stream",
+)
 
 
 class StrictSchema(Schema):
@@ -142,6 +153,36 @@ class DrillRunSchema(StrictSchema):
     finished_at = fields.AwareDateTime(allow_none=True)
 
 
+class LanguageQuery(StrictSchema):
+    lang = fields.String(
+        load_default="zh-CN", validate=validate.Regexp(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+    )
+
+
+class AlertSchema(StrictSchema):
+    id = fields.Integer()
+    identifier = fields.String()
+    sender = fields.String()
+    sent = fields.AwareDateTime()
+    status = fields.String()
+    msg_type = fields.String()
+    languages = fields.List(fields.String())
+    headline = fields.String(allow_none=True)
+    severity = fields.String(allow_none=True)
+    expired = fields.Boolean(allow_none=True)
+    in_region = fields.Boolean(allow_none=True)
+    action = fields.String()
+    reason = fields.String(allow_none=True)
+    incident_id = fields.Integer(allow_none=True)
+    received_at = fields.AwareDateTime()
+
+
+class AlertDetailSchema(AlertSchema):
+    infos = fields.List(fields.Dict(), attribute="infos_in_order")
+    references = fields.List(fields.Dict(), attribute="refs")
+    geocodes = fields.List(fields.List(fields.String()))
+
+
 @health.route("/health")
 class Health(MethodView):
     @health.arguments(NoQuery, location="query", as_kwargs=True)
@@ -209,6 +250,85 @@ class DrillRuns(MethodView):
         return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
 
+@alerts.route("")
+class Alerts(MethodView):
+    @alerts.arguments(PageQuery, location="query")
+    @alerts.response(200, AlertSchema(many=True))
+    def get(self, query):
+        """Alerts received, newest first, drill runs' own copies left out."""
+        from app.alerts.models import Alert
+
+        rows = select(Alert).where(Alert.scope == "live").order_by(Alert.id.desc())
+        return db.session.scalars(rows.limit(query["limit"]).offset(query["offset"])).all()
+
+    @alerts.arguments(LanguageQuery, location="query", as_kwargs=True)
+    @alerts.response(200)
+    @alerts.alt_response(201, description="A message not seen before, recorded")
+    @alerts.alt_response(403, description="Ingest is off or the token is wrong")
+    @alerts.alt_response(413, description="Larger than 1 MiB")
+    @alerts.alt_response(415, description="Not an XML body")
+    @alerts.alt_response(422, description="Not a CAP 1.2 message, with the reason")
+    def post(self, lang):
+        """Ingest one CAP 1.2 message sent as the request body.
+
+        Answers with the outcome (as `flask alerts ingest` prints it): 201 when the message
+        was new, 200 when it had been received before. Needs `Authorization: Bearer` with
+        the token set in BAOGONG_INGEST_TOKEN.
+        """
+        from flask import request
+
+        from app.alerts.cap import MAX_BYTES, CapError
+        from app.alerts.services import ingest_and_commit, read_limited
+        from app.types import utcnow
+
+        _check_ingest_token()
+        mimetype = request.mimetype
+        if mimetype not in CAP_MEDIA_TYPES:
+            abort(415, message=f"send the message as one of {', '.join(CAP_MEDIA_TYPES)}")
+        if (request.content_length or 0) > MAX_BYTES:
+            abort(413, message=f"a CAP message is at most {MAX_BYTES} bytes")
+        try:
+            data = read_limited(request.stream, "the body")
+            outcome = ingest_and_commit(data, at=utcnow(), language=lang)
+        except CapError as error:
+            raise InvalidInput("alert refused", {"alert": [str(error)]}) from None
+        return outcome, 200 if outcome["duplicate"] else 201
+
+
+@alerts.route(f"/<{ID}:alert_id>")
+class AlertById(MethodView):
+    @alerts.arguments(LanguageQuery, location="query", as_kwargs=True)
+    @alerts.response(200, AlertDetailSchema)
+    def get(self, alert_id, lang):
+        """One alert with every info block, the one in `lang` (zh-CN by default) first."""
+        from app.alerts.models import Alert
+        from app.alerts.services import ordered_infos
+
+        alert = db.get_or_404(Alert, alert_id, description=f"No alert {alert_id}.")
+        if alert.scope != "live":
+            abort(404, message=f"No alert {alert_id}.")
+        # Set on this object only, for the response; nothing is written.
+        alert.infos_in_order = ordered_infos(alert.infos or [], lang)
+        return alert
+
+
+def _check_ingest_token():
+    """Alerts open incidents, so only a holder of the ingest token may post them."""
+    import hmac
+
+    from flask import current_app, request
+
+    # TODO: one shared token, not per-user hashed tokens with roles; anyone holding it can
+    # post alerts and nothing records who did.
+    token = current_app.config["BAOGONG_INGEST_TOKEN"]
+    if not token:
+        abort(403, message="alert ingest over the API is off: set BAOGONG_INGEST_TOKEN")
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        abort(403, message="a valid Authorization: Bearer token is needed to post alerts")
+
+
 def register(api):
-    for blueprint in (health, incidents, supply, drills):
+    for blueprint in (health, incidents, supply, drills, alerts):
         api.register_blueprint(blueprint)

@@ -26,7 +26,7 @@ from app.duties.services import confirm
 from app.extensions import db
 from app.incidents.models import Incident
 from app.incidents.services import change_level, open_incident, record
-from app.organisation.services import commander_of, department, liaison_of
+from app.organisation.services import commander_of, commander_on_duty, liaison_of
 from app.process.services import activate, suggest_level
 from app.supply import dispatch
 from app.supply import services as supply
@@ -266,7 +266,7 @@ class Engine:
         if level is None:
             raise DrillError("no level was suggested and the inject names none")
         reason = inject.get("reason") or "commander confirms the suggested level"
-        activate(self.incident, level, at=self.now, reason=reason, by=commander_of_plan(self.plan))
+        activate(self.incident, level, at=self.now, reason=reason, by=commander_on_duty(self.plan))
 
     def do_confirm_duties(self, inject):
         wanted = inject["departments"]
@@ -438,15 +438,6 @@ def _batch_of(task):
     return db.session.scalar(
         select(Batch).filter_by(supply_task_id=task.id).order_by(Batch.id.desc()).limit(1)
     )
-
-
-def commander_of_plan(plan):
-    """The on-duty commander of the plan's commanding department."""
-    from app.organisation.services import on_duty
-
-    code = plan.document.get("command", {}).get("commander_department", "government")
-    dept = department(code)
-    return on_duty(dept.id, "commander") if dept else None
 
 
 def start_run(scenario):

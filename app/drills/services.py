@@ -136,7 +136,7 @@ def _check_alert(alert, scenario, region):
     """What makes an alert unfit to open this drill, as field errors."""
     from shapely.geometry import shape
 
-    from app.alerts.services import alert_in_region
+    from app.alerts.services import alert_in_region, timing_problems
 
     if alert.status != "Exercise":
         return {"alert": [f"a drill alert has status Exercise, this one {alert.status}"]}
@@ -144,16 +144,9 @@ def _check_alert(alert, scenario, region):
         return {"alert": [f"a {alert.msg_type} message cannot open a drill; use Alert or Update"]}
     if not alert.infos:
         return {"alert": ["the alert has no info block, so no event or severity"]}
-    problems = []
-    for info in alert.infos:
-        if info.expires is not None and info.expires <= scenario.start:
-            problems.append(f"expired at {info.expires.isoformat()}, before the drill starts")
-        if info.expires is not None and info.expires < alert.sent:
-            problems.append("expires before it was sent")
-        for name in ("effective", "onset"):
-            start = getattr(info, name)
-            if start is not None and info.expires is not None and start > info.expires:
-                problems.append(f"{name} is after expires ({info.language})")
+    expired, problems = timing_problems(alert, scenario.start)
+    if expired:
+        problems.append("it has expired before the drill starts")
     severities = {info.severity for info in alert.infos}
     if len(severities) > 1:
         problems.append(f"its info blocks disagree on severity: {', '.join(sorted(severities))}")

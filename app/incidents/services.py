@@ -20,14 +20,15 @@ def record(incident, event, detail, at):
 
 
 def open_incident(
-    *, kind, title, plan, at, drill_run=None, evacuees=None, towns=None, severity=None
+    *, kind, title, plan, at, drill_run=None, drill=False, evacuees=None, towns=None, severity=None
 ):
-    """Create an incident on a plan; a drill run makes it a drill incident."""
+    """Create an incident on a plan; a drill run, or an exercise alert (drill=True), makes it
+    a drill incident."""
     incident = Incident(
         kind=kind,
         title=title,
         plan_id=plan.id,
-        drill=drill_run is not None,
+        drill=drill or drill_run is not None,
         drill_run_id=drill_run.id if drill_run is not None else None,
         opened_at=at,
         evacuees=evacuees,

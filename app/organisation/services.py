@@ -84,6 +84,13 @@ def commander_of(incident):
     return post.commander if post else None
 
 
+def commander_on_duty(plan):
+    """The on-duty commander of the department the plan puts in command."""
+    code = plan.document.get("command", {}).get("commander_department", "government")
+    dept = department(code)
+    return on_duty(dept.id, "commander") if dept else None
+
+
 def office_liaison(incident):
     post = command_post(incident)
     if post is None or post.office_department_id is None:
