@@ -51,6 +51,7 @@ fixtures_cli = AppGroup("fixtures", help="The region pack.")
 drill_cli = AppGroup("drill", help="Drills on a simulated clock.")
 queue_cli = AppGroup("queue", help="The dispatch relay and reconciler.")
 alerts_cli = AppGroup("alerts", help="CAP 1.2 alerts from alerting services.")
+supply_cli = AppGroup("supply", help="Suppliers, kitchens and allocation.")
 
 
 @fixtures_cli.command("load")
@@ -212,8 +213,57 @@ def alerts_ingest(path, at, lang):
     _print_json(outcome)
 
 
+@supply_cli.command("solve-orlib")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option(
+    "--capacity",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="capacity of every kitchen (required for capa, capb, capc)",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=1, max=86400),
+    default=60.0,
+    show_default=True,
+    help="seconds",
+)
+@handles_errors
+def supply_solve_orlib(path, capacity, time_limit):
+    """Choose kitchens to activate for an OR-Library "cap" instance. Prints JSON."""
+    from app.supply.kitchens import MAX_FILE_BYTES, read_orlib, solve
+
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        _refuse(f"cannot read {path}: {error.strerror or error}")
+    if len(data) > MAX_FILE_BYTES:
+        _refuse(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as error:
+        _refuse(f"{path} is not a plain-text OR-Library file: {error}")
+    instance = read_orlib(text, capacity, name=path)
+    solution = solve(instance, time_limit)
+    _print_json(
+        {
+            "objective": round(solution.objective, 6),
+            "bound": round(solution.bound, 6),
+            "gap": solution.gap,
+            "proven_optimal": solution.proven_optimal,
+            "seconds": round(solution.seconds, 3),
+            "open": [i + 1 for i in solution.open],
+            "sites": instance.sites,
+            "customers": instance.customers,
+            "method": solution.method,
+        }
+    )
+
+
 def register(app):
     app.cli.add_command(fixtures_cli)
     app.cli.add_command(drill_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(alerts_cli)
+    app.cli.add_command(supply_cli)
