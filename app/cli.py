@@ -151,28 +151,27 @@ def queue_relay(once, interval):
         time.sleep(interval)
 
 
-class AwareDateTime(click.ParamType):
-    """An ISO-8601 instant that states its offset from UTC."""
+def _instant(text):
+    """An ISO-8601 instant with its offset, within the years alerts may name; else None."""
+    from datetime import UTC, datetime
 
-    name = "datetime"
+    from app.alerts.cap import FIRST_YEAR, LAST_YEAR
 
-    def convert(self, value, param, ctx):
-        from datetime import datetime
-
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 date and time", param, ctx)
-        if parsed.tzinfo is None:
-            self.fail(f"{value!r} has no UTC offset, e.g. +08:00", param, ctx)
-        return parsed
+    try:
+        value = datetime.fromisoformat(text)
+        year = value.astimezone(UTC).year
+    except (ValueError, OverflowError):
+        return None
+    if value.tzinfo is None or not FIRST_YEAR <= year <= LAST_YEAR:
+        return None
+    return value
 
 
 @alerts_cli.command("ingest")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--at", type=AwareDateTime(), help="judge expiry at this instant, not now")
+@click.argument("path", metavar="FILE")
+@click.option("--at", "at_text", metavar="ISO-TIME", help="judge expiry at this instant, not now")
 @click.option("--lang", default="zh-CN", show_default=True, help="language shown first")
-def alerts_ingest(path, at, lang):
+def alerts_ingest(path, at_text, lang):
     """Take one CAP 1.2 message (FILE, or - for stdin) and act on it. Prints JSON.
 
     Exit 0 for every outcome but a refused message, which exits 2 with the reason.
@@ -187,6 +186,11 @@ def alerts_ingest(path, at, lang):
         click.echo(f"refused: {reason}", err=True)
         sys.exit(2)
 
+    at = utcnow()
+    if at_text is not None:
+        at = _instant(at_text)
+        if at is None:
+            refused(f"--at {at_text!r} is not an ISO-8601 instant with its UTC offset")
     try:
         if path == "-":
             data = read_limited(click.get_binary_stream("stdin"), "stdin")
@@ -194,7 +198,7 @@ def alerts_ingest(path, at, lang):
             with open(path, "rb") as stream:
                 data = read_limited(stream, path)
         ensure_schema()
-        outcome = ingest_and_commit(data, at=at or utcnow(), language=lang)
+        outcome = ingest_and_commit(data, at=at, language=lang)
     except OSError as error:
         refused(f"cannot read {path}: {error.strerror or error}")
     except CapError as error:

@@ -74,6 +74,8 @@ def from_environment(instance_path):
         # that incidents opened by alerts run on.
         "BAOGONG_REGION": os.environ.get("BAOGONG_REGION") or "zhenhai",
         "BAOGONG_PLAN": os.environ.get("BAOGONG_PLAN") or "zhenhai-catering-supply",
+        # An alert that states no expiry counts as expired this long after it was sent.
+        "BAOGONG_ALERT_MAX_AGE_HOURS": _int("BAOGONG_ALERT_MAX_AGE_HOURS", 72, minimum=1),
         # The bearer token that may post alerts to the API; unset, posting is off.
         "BAOGONG_INGEST_TOKEN": os.environ.get("BAOGONG_INGEST_TOKEN") or None,
         "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1, maximum=16),

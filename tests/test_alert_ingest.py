@@ -276,6 +276,8 @@ def test_a_cancel_of_an_unknown_message_is_not_acted_on(ingest):
         "330211000000",  # Zhenhai district
         "330211003000",  # 骆驼街道, a street inside
         "330200",  # Ningbo in the 6-digit form
+        "33",  # Zhejiang by its province digits
+        "3302",  # Ningbo by its city digits
     ],
 )
 def test_a_geocode_at_any_level_above_or_below_the_district_is_in_region(ingest, code):
@@ -291,6 +293,14 @@ def test_a_geocode_elsewhere_is_out_of_region(ingest, code):
     assert code_ == 0
     assert answer["in_region"] is False and answer["action"] == "out_of_region"
     assert _count(Incident) == 0
+
+
+@pytest.mark.parametrize("code", ["000000000000", "000211000000", "99", "3302110"])
+def test_a_code_that_is_no_division_cannot_be_resolved(ingest, code):
+    _, answer, _ = ingest(cap(infos=[info(area=geocode(code))]))
+
+    assert answer["in_region"] is None and answer["action"] == "not_acted"
+    assert "unreadable code" in answer["reason"]
 
 
 def test_a_scheme_that_cannot_be_resolved_gives_null_and_names_it(ingest):
@@ -382,6 +392,19 @@ def test_a_gb18030_message_keeps_its_chinese_text(ingest):
         (cap(sent="2026-09-14T06:00:00"), "no UTC offset"),
         (b"<alert", "malformed XML"),
         (b"", "malformed XML"),
+        # Instants at the ends of the calendar, beyond what a database stores.
+        (cap(sent="9999-12-31T23:00:00-05:00"), "outside the years"),
+        (cap(sent="0001-01-01T00:30:00+08:00"), "outside the years"),
+        # A radius written as plain digits that is still no finite number.
+        (cap(infos=[info(area="<circle>30.0,121.65 1" + "0" * 400 + "</circle>")]), "radius"),
+        (cap(identifier="L" * 5000), "at most 200"),
+        (cap(sender="S" * 3000), "at most 200"),
+        (
+            cap(
+                infos=[info(area="<polygon>30,121.6 30,121.7 30,121.6 30,121.7 30,121.6</polygon>")]
+            ),
+            "encloses no area",
+        ),
     ],
 )
 def test_a_malformed_message_is_refused_with_the_reason(ingest, data, says):
@@ -461,9 +484,20 @@ def test_a_missing_file_is_refused(app, region, tmp_path):
     assert "cannot read" in result.stderr
 
 
-def test_an_instant_without_offset_is_refused(ingest):
-    with pytest.raises(AssertionError):
-        ingest(cap(), "2026-09-14T07:00:00")  # click refuses the option: no JSON line
+@pytest.mark.parametrize("at", ["2026-09-14T07:00:00", "garbage", "9999-12-31T23:00:00-05:00"])
+def test_an_unusable_instant_is_refused_with_a_json_line(ingest, at):
+    code, answer, stderr = ingest(cap(), at)
+
+    assert code == 2 and answer["action"] == "refused"
+    assert "--at" in stderr
+    assert _count(Alert) == 0
+
+
+def test_a_directory_is_refused_with_a_json_line(app, region, tmp_path):
+    result = app.test_cli_runner().invoke(args=["alerts", "ingest", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["action"] == "refused"
 
 
 def test_without_a_plan_nothing_is_written(app, tmp_path):
@@ -492,6 +526,18 @@ def test_the_same_message_again_changes_nothing_and_says_so(ingest):
     assert _count(Alert) == 1 and _count(Incident) == 1 and _count(Notification) == 1
 
 
+def test_the_same_message_with_other_line_ends_or_encoding_is_a_repeat(ingest):
+    _, first, _ = ingest(cap())
+
+    _, again, _ = ingest(cap().replace(b"><", b">\r\n<") + b"\n")
+    _, gb, _ = ingest(
+        cap().decode().replace('encoding="UTF-8"', 'encoding="GB18030"').encode("gb18030")
+    )
+
+    assert again["duplicate"] is True and gb["duplicate"] is True
+    assert _count(Alert) == 1
+
+
 def test_a_used_identifier_with_other_content_is_refused(ingest):
     ingest(cap())
 
@@ -518,6 +564,113 @@ def test_every_info_block_is_kept_and_the_users_language_comes_first(ingest):
     _, english, _ = ingest(data, NOW, "--lang", "en")
     assert [i["language"] for i in english["infos"]] == ["en-US", "zh-CN"]
     assert english["headline"] == "Typhoon orange warning"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("utf-16-le", lambda: cap().decode().replace("UTF-8", "UTF-16").encode("utf-16-le")),
+        ("iso-8859-1", lambda: cap(infos=[info(headline="Temp\u00eate")]).decode()
+            .replace("UTF-8", "ISO-8859-1").replace("台风", "Typhoon").encode("iso-8859-1")),
+    ],
+)  # fmt: skip
+def test_the_text_copy_is_decoded_as_the_parser_read_it(ingest, encoding, data):
+    raw = data()
+
+    code, answer, _ = ingest(raw)
+
+    assert code == 0
+    row = db.session.get(Alert, answer["alert_id"])
+    assert "\x00" not in row.raw and "\ufffd" not in row.raw
+    assert row.raw == raw.decode(encoding)
+    assert row.source == raw
+
+
+def test_an_old_alert_without_expiry_counts_as_expired(ingest):
+    data = cap(sent="2020-01-01T00:00:00+08:00", infos=[info(expires=None)])
+
+    _, answer, _ = ingest(data)
+
+    assert answer["expired"] is True and answer["action"] == "not_acted"
+
+
+# Who may update and cancel
+
+
+def test_another_sender_cannot_cancel_an_alert(ingest):
+    _, first, _ = ingest(cap())
+    cancel = cap(identifier="X-1", sender="evil@example.org", msg_type="Cancel",
+                 references=ref("ZH-1"))  # fmt: skip
+
+    _, answer, _ = ingest(cancel)
+
+    assert answer["action"] == "not_acted"
+    assert "another sender" in answer["reason"]
+    assert _incident(first).status == "open"
+
+
+def test_another_senders_update_is_only_a_new_alert(ingest):
+    _, first, _ = ingest(cap())
+    update = cap(identifier="X-2", sender="evil@example.org", msg_type="Update",
+                 references=ref("ZH-1"), infos=[info(severity="Minor")])  # fmt: skip
+
+    _, answer, _ = ingest(update)
+
+    assert answer["action"] == "opened"
+    assert answer["incident_id"] != first["incident_id"]
+    assert "another sender" in answer["reason"]
+    assert _incident(first).severity == "Severe"
+
+
+def test_an_update_of_two_alerts_updates_both_incidents(ingest):
+    _, a, _ = ingest(cap(identifier="ZH-A"))
+    _, b, _ = ingest(cap(identifier="ZH-B"))
+    update = cap(identifier="ZH-C", msg_type="Update",
+                 references=f"{ref('ZH-A')} {ref('ZH-B')}",
+                 infos=[info(severity="Extreme")])  # fmt: skip
+
+    _, answer, _ = ingest(update)
+
+    assert answer["action"] == "updated"
+    assert sorted(answer["incident_ids"]) == sorted([a["incident_id"], b["incident_id"]])
+    assert _incident(a).severity == "Extreme" and _incident(b).severity == "Extreme"
+
+
+def test_a_reference_must_name_the_instant_the_message_was_sent(ingest):
+    ingest(cap())
+    update = cap(identifier="ZH-2", msg_type="Update",
+                 references=ref("ZH-1", sent="2020-01-01T00:00:00+00:00"))  # fmt: skip
+
+    _, answer, _ = ingest(update)
+
+    assert answer["references"][0]["alert_id"] is None
+    assert answer["action"] == "opened" and "unknown" in answer["reason"]
+
+
+def test_an_exercise_cannot_cancel_a_real_incident(ingest):
+    _, first, _ = ingest(cap())
+    cancel = cap(identifier="ZH-3", status="Exercise", msg_type="Cancel", references=ref("ZH-1"))
+
+    _, answer, _ = ingest(cancel)
+
+    assert answer["action"] == "not_acted"
+    assert "exercise" in answer["reason"]
+    assert _incident(first).status == "open"
+
+
+def test_an_update_that_cannot_be_acted_on_still_reaches_the_incident(ingest):
+    _, first, _ = ingest(cap())
+    moved = cap(identifier="ZH-4", msg_type="Update", references=ref("ZH-1"),
+                infos=[info(area=geocode("110101000000"))])  # fmt: skip
+
+    _, answer, _ = ingest(moved)
+
+    assert answer["action"] == "out_of_region"
+    events = db.session.scalars(
+        select(TimelineEntry.event).filter_by(incident_id=first["incident_id"])
+    )
+    assert "alert_update_not_acted" in set(events)
+    assert _count(Notification) == 2  # the opening, and this
 
 
 # The real alerts of the shared folder

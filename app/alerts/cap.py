@@ -17,7 +17,7 @@ them, so that a questionable but well-formed alert is shown rather than lost.
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
@@ -44,6 +44,14 @@ SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
 CERTAINTIES = ("Observed", "Likely", "Possible", "Unlikely", "Unknown")
 
 DEFAULT_LANGUAGE = "en-US"
+# Identifiers and senders are kept in columns of this width; CAP sets no limit, real
+# services stay far below it.
+MAX_TOKEN_LENGTH = 200
+# Instants outside these years are typing errors, and some are beyond what the databases
+# store.
+FIRST_YEAR, LAST_YEAR = 1970, 2200
+# Half the Earth's circumference: a wider circle covers the whole globe anyway.
+MAX_RADIUS_KM = 20_038.0
 
 # Child elements in CAP 1.2 order as (name, least, most); most None means unbounded.
 _Schema = tuple[tuple[str, int, int | None], ...]
@@ -116,11 +124,18 @@ _GB_DECLARATION = re.compile(
     rb"""<\?xml\s+version\s*=\s*["']1\.[0-9]["']\s+encoding\s*=\s*["'](gbk|gb2312|gb18030)["']""",
     re.IGNORECASE,
 )
+_DECLARED_ENCODING = re.compile(
+    rb"""<\?xml\s+version\s*=\s*["'][^"']*["']\s+encoding\s*=\s*["']([A-Za-z0-9._-]+)["']"""
+)
 _LANGUAGE = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 
 class CapError(ValueError):
     """A CAP message that is refused; str(exc) is the reason, naming the element."""
+
+
+class OversizedMessage(CapError):
+    """A message over MAX_BYTES, refused before it is read to the end."""
 
 
 @dataclass(frozen=True)
@@ -211,7 +226,9 @@ def _parse_xml(data: bytes) -> Element:
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError("parse_cap takes the message as bytes, as it was received")
     if len(data) > MAX_BYTES:
-        raise CapError(f"message is {len(data)} bytes; at most {MAX_BYTES} bytes are accepted")
+        raise OversizedMessage(
+            f"message is {len(data)} bytes; at most {MAX_BYTES} bytes are accepted"
+        )
 
     data = _as_utf8(bytes(data))
     try:
@@ -249,12 +266,29 @@ def _as_utf8(data: bytes) -> bytes:
 
 
 def message_text(data: bytes) -> str:
-    """The message as text, decoded from the encoding it declared (UTF-8, UTF-16, or one of
-    the GB encodings); for a message parse_cap has accepted."""
+    """The message as text, decoded as the XML parser read it: by its byte-order mark, by
+    the shape of its first bytes (UTF-16 without a mark), or by its declared encoding; for
+    a message parse_cap has accepted."""
+    import codecs
+
     data = _as_utf8(bytes(data))
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    return data.decode("utf-8-sig", errors="replace")
+    for mark, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(mark):
+            return data.decode(encoding)
+    if data.startswith(b"<\x00"):
+        return data.decode("utf-16-le")
+    if data.startswith(b"\x00<"):
+        return data.decode("utf-16-be")
+    declared = _DECLARED_ENCODING.match(data)
+    encoding = declared[1].decode("ascii") if declared else "utf-8"
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        return data.decode("utf-8", errors="replace")
 
 
 def _refuse_xinclude(root: Element) -> None:
@@ -472,6 +506,8 @@ def _token(children: dict[str, list[Element]], name: str, path: str) -> str:
     text = _required_text(children, name, path)
     if any(char.isspace() or char in ",<&" for char in text):
         raise CapError(f"{path}/{name}: {text!r} must not contain spaces, commas, < or &")
+    if len(text) > MAX_TOKEN_LENGTH:
+        raise CapError(f"{path}/{name}: {len(text)} characters, at most {MAX_TOKEN_LENGTH}")
     return text
 
 
@@ -497,9 +533,16 @@ def _datetime(text: str, path: str) -> datetime:
     """Read a CAP datetime, which must state its offset from UTC ("-00:00" means UTC)."""
     if _DATETIME.fullmatch(text):
         try:
-            return datetime.fromisoformat(text)
+            value = datetime.fromisoformat(text)
         except ValueError as exc:
             raise CapError(f"{path}: {text!r} is not a valid date and time ({exc})") from None
+        try:
+            year = value.astimezone(UTC).year
+        except OverflowError:
+            year = value.year  # in UTC it falls off the calendar altogether
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise CapError(f"{path}: {text!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
+        return value
 
     if text.endswith(("Z", "z")):
         raise CapError(
@@ -533,6 +576,10 @@ def _polygon(text: str, path: str) -> tuple[tuple[float, float], ...]:
     if points[0] != points[-1]:
         first, last = text.split()[0], text.split()[-1]
         raise CapError(f"{path}: first point {first} differs from last point {last}; not closed")
+    # Twice the signed area in square degrees (shoelace): zero means a point or a line.
+    twice_area = sum(a[1] * b[0] - b[1] * a[0] for a, b in zip(points, points[1:], strict=False))
+    if abs(twice_area) < 1e-10:  # about a square metre
+        raise CapError(f"{path}: the polygon encloses no area (its points lie on one line)")
     return points
 
 
@@ -543,8 +590,10 @@ def _circle(text: str, path: str) -> tuple[float, float, float]:
         raise CapError(f"{path}: {text!r} is not a circle written as 'lat,lon radius'")
 
     latitude, longitude = _point(parts[0], path)
-    if not _DECIMAL.fullmatch(parts[1]) or float(parts[1]) < 0:
-        raise CapError(f"{path}: radius {parts[1]!r} is not a number of kilometres >= 0")
+    if not _DECIMAL.fullmatch(parts[1]) or not 0 <= float(parts[1]) <= MAX_RADIUS_KM:
+        raise CapError(
+            f"{path}: radius {parts[1]!r} is not a number of kilometres from 0 to {MAX_RADIUS_KM:g}"
+        )
     return latitude, longitude, float(parts[1])
 
 

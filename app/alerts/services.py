@@ -32,6 +32,13 @@ ADMINISTRATIVE_SCHEMES = frozenset(
 CPEAS_SCHEME = "CPEAS Geographic Code"
 # A 12-digit administrative division code: province 2, city 4, county 6, town 9 digits.
 LEVEL_LENGTHS = (2, 4, 6, 9, 12)
+# The first two digits of every province-level division (GB/T 2260), Hong Kong, Macao and
+# Taiwan included; any other pair is no administrative code.
+PROVINCE_PREFIXES = frozenset(
+    ("11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+     "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+     "65", "71", "81", "82")
+)  # fmt: skip
 # Statuses and message types that are recorded but never acted on.
 NOT_ACTED_STATUSES = ("Test", "System", "Draft")
 NOT_ACTED_TYPES = ("Ack", "Error")
@@ -39,9 +46,12 @@ KM_PER_DEGREE = 111.32
 
 
 def division_prefix(code):
-    """The significant prefix of an administrative code (330211000000 -> 330211)."""
+    """The significant prefix of an administrative code (330211000000 -> 330211, 33 -> 33);
+    None for what is no such code."""
     code = code.strip()
-    if not code.isascii() or not code.isdigit() or len(code) not in (6, 9, 12):
+    if not code.isascii() or not code.isdigit() or len(code) not in (2, 4, 6, 9, 12):
+        return None
+    if code[:2] not in PROVINCE_PREFIXES:
         return None
     code = code.ljust(12, "0")
     for length in LEVEL_LENGTHS:
@@ -122,11 +132,18 @@ def alert_in_region(alert, region_code, boundary=None):
     return area_verdict(alert, region_code, boundary).in_region
 
 
-def timing_problems(alert, at):
+def timing_problems(alert, at, max_age_hours=None):
     """(expired, problems): whether the alert has expired at `at`, and what in its own
-    times contradicts itself (expires before sent, effective or onset after expires)."""
+    times contradicts itself (expires before sent, effective or onset after expires).
+
+    An alert that gives no expiry at all counts as expired `max_age_hours` after it was
+    sent, when that is given: an old warning without an end is no longer news."""
     problems = []
     expiries = [info.expires for info in alert.infos if info.expires is not None]
+    if not expiries and max_age_hours is not None:
+        from datetime import timedelta
+
+        return alert.sent + timedelta(hours=max_age_hours) <= at, problems
     for info in alert.infos:
         if info.expires is None:
             continue
@@ -197,12 +214,26 @@ def _record(data, parsed, *, at, scope, drill_run=None):
         received_at=at,
         raw=message_text(data),
         source=bytes(data),
-        digest=hashlib.sha256(data).hexdigest(),
+        digest=content_digest(data),
     )
     db.session.add(row)
     db.session.flush()
     log.info("alert %s: received from %s (%s)", parsed.identifier, parsed.sender, parsed.status)
     return row
+
+
+def content_digest(data):
+    """A digest of what the message says: the same message sent again with other line
+    ends, indentation, a trailing newline or another encoding digests the same (XML C14N
+    2.0, text stripped of surrounding white space)."""
+    from xml.etree.ElementTree import canonicalize
+
+    from app.alerts.cap import message_text
+
+    text = message_text(data)
+    if text.startswith("<?xml"):
+        text = text[text.index("?>") + 2 :]  # the declaration names an encoding no more true
+    return hashlib.sha256(canonicalize(text, strip_text=True).encode()).hexdigest()
 
 
 def receive(data, *, region_code, at, drill_run=None):
@@ -223,7 +254,7 @@ def receive(data, *, region_code, at, drill_run=None):
     return row, parsed, in_region
 
 
-def ingest(data, *, at, region, plan_name, language="zh-CN"):
+def ingest(data, *, at, region, plan_name, language="zh-CN", max_age_hours=None):
     """Take one CAP message from outside and do the right thing with it.
 
     Returns the outcome as a dict (see `_outcome`). Raises CapError for a message that
@@ -242,7 +273,7 @@ def ingest(data, *, at, region, plan_name, language="zh-CN"):
         return _repeat(existing, data, language)
 
     verdict = area_verdict(parsed, region["code"], shape(region["boundary_geometry"]))
-    expired, problems = timing_problems(parsed, at)
+    expired, problems = timing_problems(parsed, at, max_age_hours)
     references = _references(parsed)
 
     row = _record(data, parsed, at=at, scope=LIVE_SCOPE)
@@ -257,13 +288,14 @@ def ingest(data, *, at, region, plan_name, language="zh-CN"):
         }
         for (sender, identifier, sent), found in references
     ]
-    action, incident, reason = _act(
+    action, incidents, reason = _act(
         parsed, row, references, verdict, expired, problems, at, plan_name
     )
     row.action = action
-    row.incident_id = incident.id if incident is not None else None
+    row.incident_id = incidents[0].id if incidents else None
     row.reason = reason
     row.outcome = _outcome(row, parsed, verdict, problems)
+    row.outcome["incident_ids"] = [incident.id for incident in incidents]
     db.session.flush()
     log.info("alert %s: %s (%s)", parsed.identifier, action, reason or "-")
     return _answer(row.outcome, row.infos, language, duplicate=False)
@@ -272,7 +304,7 @@ def ingest(data, *, at, region, plan_name, language="zh-CN"):
 def _repeat(existing, data, language):
     """The same message again: the first answer, marked as a repeat. Different content
     under an identifier already used is refused, as CAP makes identifiers unique."""
-    if existing.digest != hashlib.sha256(data).hexdigest():
+    if existing.digest != content_digest(data):
         raise InvalidInput(
             "identifier already used",
             {
@@ -294,70 +326,94 @@ def _answer(outcome, infos, language, duplicate):
 
 
 def _references(parsed):
-    """Each (sender, identifier, sent) the message refers to, with its row when known."""
+    """Each (sender, identifier, sent) the message refers to, with its row when known: the
+    same sender, identifier and instant sent."""
     found = []
     for sender, identifier, sent in parsed.references:
         row = db.session.scalar(
             select(Alert).filter_by(sender=sender, identifier=identifier, scope=LIVE_SCOPE)
         )
+        if row is not None and row.sent != sent:
+            row = None
         found.append(((sender, identifier, sent), row))
     return found
 
 
 def _act(parsed, row, references, verdict, expired, problems, at, plan_name):
-    """Decide and do: returns (action, incident or None, reason or None)."""
+    """Decide and do: returns (action, incidents touched, reason or None)."""
     if parsed.status in NOT_ACTED_STATUSES:
-        return "not_acted", None, f"status {parsed.status}: recorded, not acted on"
+        return "not_acted", [], f"status {parsed.status}: recorded, not acted on"
     if parsed.msg_type in NOT_ACTED_TYPES:
-        return "not_acted", None, f"{parsed.msg_type} message: recorded, not acted on"
+        return "not_acted", [], f"{parsed.msg_type} message: recorded, not acted on"
 
+    # Only the sender of a message may update or cancel it; a reference to another
+    # sender's message is kept but acts on nothing.
     known = [found for _triple, found in references if found is not None]
+    own = [found for found in known if found.sender == parsed.sender]
+    foreign = sorted({found.sender for found in known if found.sender != parsed.sender})
     unknown = [triple for triple, found in references if found is None]
+    drill = parsed.status == "Exercise"
     if parsed.msg_type == "Cancel":
-        return _cancel(parsed, row, known, unknown, at)
+        return _cancel(parsed, row, own, foreign, unknown, at)
 
+    refusal = _gate(parsed, verdict, expired, problems)
+    if refusal is not None:
+        action, reason = refusal
+        if parsed.msg_type == "Update":
+            _note_update_not_acted(parsed, row, _open_incidents_of(own, drill), reason, at)
+        return action, [], reason
+
+    if parsed.msg_type == "Update":
+        open_incidents = _open_incidents_of(own, drill)
+        if open_incidents:
+            for incident in open_incidents:
+                _update(parsed, row, incident, at)
+            return "updated", open_incidents, None
+        notes = []
+        if unknown:
+            notes.append(
+                "updates unknown message(s) "
+                + ", ".join(f"{sender},{identifier}" for sender, identifier, _ in unknown)
+            )
+        if foreign:
+            notes.append(f"updates messages of another sender ({', '.join(foreign)})")
+        if own:
+            notes.append("the message(s) it updates opened no incident that is still open")
+        incident = _open(parsed, row, at, plan_name)
+        return "opened", [incident], "; ".join(notes) + "; acted on as a new alert"
+
+    return "opened", [_open(parsed, row, at, plan_name)], None
+
+
+def _gate(parsed, verdict, expired, problems):
+    """(action, reason) when the message may not open or update anything, else None."""
     if expired:
-        return "not_acted", None, "expired: recorded, not acted on"
+        return "not_acted", "expired: recorded, not acted on"
     if problems:
-        return "not_acted", None, "contradicts itself: " + "; ".join(problems)
+        return "not_acted", "contradicts itself: " + "; ".join(problems)
     if not parsed.infos:
-        return "not_acted", None, "no info block: nothing says what the alert is"
+        return "not_acted", "no info block: nothing says what the alert is"
     if verdict.in_region is False:
-        return "out_of_region", None, "its area does not touch the region"
+        return "out_of_region", "its area does not touch the region"
     if verdict.in_region is None:
         if verdict.unresolved:
             schemes = ", ".join(verdict.unresolved)
-            return "not_acted", None, f"area cannot be resolved: geocode scheme {schemes}"
-        return "not_acted", None, "area cannot be resolved: no polygon, circle or geocode"
-
-    if parsed.msg_type == "Update":
-        open_incidents = _open_incidents_of(known, drill=parsed.status == "Exercise")
-        if open_incidents:
-            return _update(parsed, row, open_incidents[0], at)
-        if unknown:
-            note = "updates unknown message(s) " + ", ".join(
-                f"{sender},{identifier}" for sender, identifier, _sent in unknown
-            )
-        else:
-            note = "the message(s) it updates opened no incident that is still open"
-        incident = _open(parsed, row, at, plan_name)
-        return "opened", incident, f"{note}; acted on as a new alert"
-
-    return "opened", _open(parsed, row, at, plan_name), None
+            return "not_acted", f"area cannot be resolved: geocode scheme {schemes}"
+        return "not_acted", "area cannot be resolved: no polygon, circle or geocode"
+    return None
 
 
-def _open_incidents_of(alerts, drill):
-    """Open incidents opened or updated by these alerts, of the same kind (drill or not)."""
+def _open_incidents_of(alerts, drill=None):
+    """Open incidents opened or updated by these alerts; of one kind when drill is given."""
     ids = {alert.incident_id for alert in alerts if alert.incident_id is not None}
+    for alert in alerts:
+        ids.update((alert.outcome or {}).get("incident_ids") or [])
     if not ids:
         return []
-    return list(
-        db.session.scalars(
-            select(Incident)
-            .where(Incident.id.in_(ids), Incident.status != "closed", Incident.drill.is_(drill))
-            .order_by(Incident.id)
-        )
-    )
+    query = select(Incident).where(Incident.id.in_(ids), Incident.status != "closed")
+    if drill is not None:
+        query = query.where(Incident.drill.is_(drill))
+    return list(db.session.scalars(query.order_by(Incident.id)))
 
 
 def _headline(parsed):
@@ -365,11 +421,24 @@ def _headline(parsed):
     return (info.headline or info.event) if info else parsed.identifier
 
 
+def _tell_commander(row, incident, what, subject, body, at):
+    from app.coordination.services import notify
+    from app.organisation.services import commander_on_duty
+
+    notify(
+        key=f"alert-{row.id}-{what}-{incident.id}",
+        kind="alert",
+        subject=subject[:300],
+        body=body,
+        incident=incident,
+        person=commander_on_duty(incident.plan),
+        at=at,
+    )
+
+
 def _open(parsed, row, at, plan_name):
     """Open an incident on the plan for a current, in-region alert, and suggest a level."""
-    from app.coordination.services import notify
     from app.incidents.services import open_incident, record
-    from app.organisation.services import commander_on_duty
     from app.process.services import latest_plan, suggest_level
 
     plan = latest_plan(plan_name, required=False)
@@ -395,24 +464,15 @@ def _open(parsed, row, at, plan_name):
     incident.suggested_level = level
     incident.suggested_rule = rule
     record(incident, "level_suggested", f"{level or '-'}: {rule or 'no rule fires yet'}", at)
-    notify(
-        key=f"alert-{row.id}-opened",
-        kind="alert",
-        subject=f"预警：{headline}"[:300],
-        body=f"{parsed.sender} {parsed.identifier}; suggested level {level or '-'}",
-        incident=incident,
-        person=commander_on_duty(plan),
-        at=at,
-    )
+    body = f"{parsed.sender} {parsed.identifier}; suggested level {level or '-'}"
+    _tell_commander(row, incident, "opened", f"预警：{headline}", body, at)
     return incident
 
 
 def _update(parsed, row, incident, at):
     """An update to the alert of an open incident: note it, take the new severity, and
     suggest the level again; the commander decides any change."""
-    from app.coordination.services import notify
     from app.incidents.services import record
-    from app.organisation.services import commander_on_duty
     from app.process.services import suggest_level
 
     headline = _headline(parsed)
@@ -425,53 +485,60 @@ def _update(parsed, row, incident, at):
         incident.suggested_level = level
         incident.suggested_rule = rule
         record(incident, "level_suggested", f"{level or '-'}: {rule or 'no rule fires'}", at)
-    notify(
-        key=f"alert-{row.id}-updated",
-        kind="alert",
-        subject=f"预警更新：{headline}"[:300],
-        body=f"{parsed.sender} {parsed.identifier}; severity {severity}",
-        incident=incident,
-        person=commander_on_duty(incident.plan),
-        at=at,
-    )
-    return "updated", incident, None
+    body = f"{parsed.sender} {parsed.identifier}; severity {severity}"
+    _tell_commander(row, incident, "updated", f"预警更新：{headline}", body, at)
 
 
-def _cancel(parsed, row, known, unknown, at):
-    """A cancellation of earlier messages. An incident they opened that has no response
-    level yet is closed; an activated response is left to the commander, who is told."""
-    from app.coordination.services import notify
+def _note_update_not_acted(parsed, row, incidents, reason, at):
+    """An update of an open incident's alert that cannot be acted on (expired, moved out of
+    the region...) still goes on the incident's record and to its commander."""
     from app.incidents.services import record
-    from app.organisation.services import commander_on_duty
 
-    if not known:
+    for incident in incidents:
+        record(incident, "alert_update_not_acted", f"{parsed.identifier}: {reason}", at)
+        subject = f"预警更新未处置：{incident.title}"
+        _tell_commander(row, incident, "update-not-acted", subject, reason, at)
+
+
+def _cancel(parsed, row, own, foreign, unknown, at):
+    """A cancellation of earlier messages of the same sender. An incident they opened that
+    has no response level yet is closed; an activated response is left to the commander,
+    who is told."""
+    from app.incidents.services import record
+
+    if not own:
+        if foreign:
+            senders = ", ".join(foreign)
+            return "not_acted", [], f"cancels messages of another sender ({senders}): not acted on"
         if unknown:
             names = ", ".join(f"{sender},{identifier}" for sender, identifier, _ in unknown)
-            return "not_acted", None, f"cancels unknown message(s) {names}: nothing to cancel"
-        return "not_acted", None, "a Cancel without references: nothing to cancel"
+            return "not_acted", [], f"cancels unknown message(s) {names}: nothing to cancel"
+        return "not_acted", [], "a Cancel without references: nothing to cancel"
 
-    incidents = _open_incidents_of(known, drill=parsed.status == "Exercise")
+    drill = parsed.status == "Exercise"
+    incidents = _open_incidents_of(own, drill)
     if not incidents:
-        return "cancelled", None, "the cancelled message(s) opened no incident that is open"
-    incident = incidents[0]
-    record(incident, "alert_cancelled", f"{parsed.sender}: {parsed.identifier}", at)
-    if incident.level is None:
-        incident.status = "closed"
-        incident.closed_at = at
-        record(incident, "incident_closed", "the alert that opened it was cancelled", at)
-        reason = "the incident had no response level yet and is closed"
-    else:
-        reason = f"the response at level {incident.level} stays until the commander ends it"
-    notify(
-        key=f"alert-{row.id}-cancelled",
-        kind="alert",
-        subject=f"预警解除：{incident.title}"[:300],
-        body=reason,
-        incident=incident,
-        person=commander_on_duty(incident.plan),
-        at=at,
-    )
-    return "cancelled", incident, reason
+        if _open_incidents_of(own, not drill):
+            kind = "an exercise" if drill else "a real"
+            other = "a real" if drill else "an exercise"
+            return "not_acted", [], f"{kind} message does not cancel {other} incident"
+        return "cancelled", [], "the cancelled message(s) opened no incident that is open"
+    reasons = []
+    for incident in incidents:
+        record(incident, "alert_cancelled", f"{parsed.sender}: {parsed.identifier}", at)
+        if incident.level is None:
+            incident.status = "closed"
+            incident.closed_at = at
+            record(incident, "incident_closed", "the alert that opened it was cancelled", at)
+            reason = f"incident {incident.id} had no response level yet and is closed"
+        else:
+            reason = (
+                f"incident {incident.id}: the response at level {incident.level} stays "
+                "until the commander ends it"
+            )
+        reasons.append(reason)
+        _tell_commander(row, incident, "cancelled", f"预警解除：{incident.title}", reason, at)
+    return "cancelled", incidents, "; ".join(reasons)
 
 
 def _outcome(row, parsed, verdict, problems):
@@ -537,7 +604,14 @@ def ingest_and_commit(data, *, at, language="zh-CN"):
     plan_name = current_app.config["BAOGONG_PLAN"]
     for attempt in (1, 2):
         try:
-            outcome = ingest(data, at=at, region=region, plan_name=plan_name, language=language)
+            outcome = ingest(
+                data,
+                at=at,
+                region=region,
+                plan_name=plan_name,
+                language=language,
+                max_age_hours=current_app.config["BAOGONG_ALERT_MAX_AGE_HOURS"],
+            )
             db.session.commit()
             return outcome
         except IntegrityError:
@@ -553,9 +627,9 @@ def ingest_and_commit(data, *, at, language="zh-CN"):
 def read_limited(stream, name):
     """Read a message from a binary stream, refusing it past the CAP size limit without
     reading the rest."""
-    from app.alerts.cap import MAX_BYTES, CapError
+    from app.alerts.cap import MAX_BYTES, OversizedMessage
 
     data = stream.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise CapError(f"{name} is larger than {MAX_BYTES} bytes; refused unread")
+        raise OversizedMessage(f"{name} is larger than {MAX_BYTES} bytes; refused unread")
     return data

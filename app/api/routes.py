@@ -277,7 +277,7 @@ class Alerts(MethodView):
         """
         from flask import request
 
-        from app.alerts.cap import MAX_BYTES, CapError
+        from app.alerts.cap import MAX_BYTES, CapError, OversizedMessage
         from app.alerts.services import ingest_and_commit, read_limited
         from app.types import utcnow
 
@@ -290,6 +290,8 @@ class Alerts(MethodView):
         try:
             data = read_limited(request.stream, "the body")
             outcome = ingest_and_commit(data, at=utcnow(), language=lang)
+        except OversizedMessage as error:
+            abort(413, message=str(error))
         except CapError as error:
             raise InvalidInput("alert refused", {"alert": [str(error)]}) from None
         return outcome, 200 if outcome["duplicate"] else 201
