@@ -1,25 +1,30 @@
 """Optimal allocation of meals from suppliers to demand points for one meal.
 
-A min-cost flow (OR-Tools network simplex) over every supplier and demand-point pair that
-passes the hard rules: capacity, dietary capability, the rating floor of the point's type
-and the holding window. Its cost is delivery minutes weighted by the supplier's risk
-colour. Unmet demand flows through a penalty arc, so the plan is always complete and says
-which meals cannot be served and why.
+Each demand point's meals are split by diet into nodes. A supplier may serve a node when it
+passes the hard rules: dietary capability, the rating floor of the point's type, and the
+holding window (cooked food kept between the plan's temperature band is eaten within its
+window; a kitchen delivering hot or chilled has a longer one). Each meal costs its
+delivery minutes weighted by the supplier's risk colour; minutes come from great-circle
+distance with a detour factor and speed, or from a measured travel-time matrix.
+
+The plan is solved by `transport.solve_in_order`: without a shortage it is the least-cost
+plan; with one, first the most meals to priority nodes, then the largest smallest fill
+ratio among the rest, then the most meals, then the least cost. Nothing unmet goes unsaid:
+every short node comes back with its reason.
 """
 
 import math
 from dataclasses import dataclass, field
 
-from ortools.graph.python import min_cost_flow
+import numpy as np
+
+from app.supply import transport
 
 DIET_KINDS = ("regular", "halal", "vegetarian", "infant", "soft_diet")
 RATING_ORDER = {"A": 0, "B": 1, "C": 2}
 DEFAULT_RISK_WEIGHTS = {"green": 1.0, "yellow": 1.15, "orange": 1.4, "red": 2.0}
 EARTH_RADIUS_KM = 6371.0088
-# Costs are integers in hundredths of a weighted minute; penalties dwarf any real route.
-COST_SCALE = 100
-UNMET_PENALTY = 10**7
-PRIORITY_UNMET_PENALTY = 10**9
+HOLDING_MODES = ("ambient", "hot", "chilled")
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,15 @@ class SupplierNode:
     diets: frozenset
     rating: str
     risk_colour: str
-    hot_holding: bool
+    hot_holding: bool = False
+    chilled: bool = False
+
+    @property
+    def holding(self):
+        """How its food travels: kept hot above the band, chilled below it, or neither."""
+        if self.hot_holding:
+            return "hot"
+        return "chilled" if self.chilled else "ambient"
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,11 @@ class Rules:
 
     speed_kmh: float = 30.0
     detour_factor: float = 1.4
+    holding_band_c: tuple = (8.0, 60.0)
     holding_window_minutes: float = 120.0
     hot_holding_window_minutes: float = 240.0
+    chilled_window_minutes: float = 720.0
+    dispatch_minutes: float = 0.0
     serving_minutes: float = 30.0
     rating_floor: dict = field(default_factory=dict)
     risk_weights: dict = field(default_factory=lambda: dict(DEFAULT_RISK_WEIGHTS))
@@ -87,6 +103,8 @@ class Solution:
     assignments: list
     shortfall: list
     cost: float
+    priority_unmet: int = 0
+    min_fill: float | None = None
 
 
 def great_circle_km(lat1, lon1, lat2, lon2):
@@ -97,9 +115,23 @@ def great_circle_km(lat1, lon1, lat2, lon2):
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(a))
 
 
-def travel_minutes(supplier, demand, rules):
+def travel_minutes(supplier, demand, rules, matrix=None):
+    """Minutes on the road: measured when the matrix has the pair, else estimated."""
+    if matrix and (supplier.id, demand.id) in matrix:
+        return matrix[(supplier.id, demand.id)]
     km = great_circle_km(supplier.lat, supplier.lon, demand.lat, demand.lon) * rules.detour_factor
     return km / rules.speed_kmh * 60.0
+
+
+def window_minutes(supplier, rules):
+    """The longest drive a supplier's food may take: its holding window less the time
+    from cooking to leaving and the time to serve."""
+    window = {
+        "ambient": rules.holding_window_minutes,
+        "hot": rules.hot_holding_window_minutes,
+        "chilled": rules.chilled_window_minutes,
+    }[supplier.holding]
+    return window - rules.dispatch_minutes - rules.serving_minutes
 
 
 def _pair_block(supplier, demand, diet, minutes, rules):
@@ -109,10 +141,7 @@ def _pair_block(supplier, demand, diet, minutes, rules):
     floor = rules.rating_floor.get(demand.type)
     if floor and RATING_ORDER[supplier.rating] > RATING_ORDER[floor]:
         return "rating"
-    window = (
-        rules.hot_holding_window_minutes if supplier.hot_holding else rules.holding_window_minutes
-    )
-    if minutes + rules.serving_minutes > window:
+    if minutes > window_minutes(supplier, rules):
         return "reach"
     return None
 
@@ -120,8 +149,7 @@ def _pair_block(supplier, demand, diet, minutes, rules):
 def _reason(diet, blocks, floor):
     """Say why meals of a diet went unmet at a point, from what blocked each supplier."""
     label = "kitchen" if diet == "regular" else f"{diet.replace('_', ' ')} kitchen"
-    allowed = blocks.count(None)
-    if allowed:
+    if blocks.count(None):
         return "capacity in reach exhausted"
     if "rating" in blocks and floor:
         return f"no {floor}-rated {label} in reach"
@@ -136,76 +164,102 @@ def _check_demand(demand):
             raise ValueError(f"demand {demand.id}: {diet} meals must be a whole number >= 0")
 
 
-def solve(suppliers, demands, rules):
-    """Allocate every demand node's meals by diet at least cost; report what is unmet."""
+def solve(suppliers, demands, rules, matrix=None, priority_diets=()):
+    """Allocate every demand node's meals by diet; report what is unmet and why.
+
+    `matrix` maps (supplier id, demand point id) to measured minutes. A node is a
+    priority when its point is (`DemandNode.priority`) or its diet is in `priority_diets`.
+    """
     for demand in demands:
         _check_demand(demand)
-    flow = min_cost_flow.SimpleMinCostFlow()
-    source, unmet = 0, 1
-    supplier_node = {s.id: 2 + i for i, s in enumerate(suppliers)}
-    next_node = 2 + len(suppliers)
-    sink = next_node
-    next_node += 1
-
-    arcs = {}
-    blocks_of = {}
-    total = 0
-    for s in suppliers:
-        if s.capacity > 0:
-            flow.add_arc_with_capacity_and_unit_cost(source, supplier_node[s.id], s.capacity, 0)
-
-    for d in demands:
-        minutes = {s.id: travel_minutes(s, d, rules) for s in suppliers}
-        for diet in DIET_KINDS:
-            meals = d.by_diet.get(diet, 0)
-            if meals <= 0:
-                continue
-            node = next_node
-            next_node += 1
-            total += meals
-            flow.add_arc_with_capacity_and_unit_cost(node, sink, meals, 0)
-            penalty = PRIORITY_UNMET_PENALTY if d.priority else UNMET_PENALTY
-            arcs[flow.add_arc_with_capacity_and_unit_cost(unmet, node, meals, penalty)] = (
-                None,
-                d,
-                diet,
-                0.0,
-            )
-            blocks = []
-            for s in suppliers:
-                block = _pair_block(s, d, diet, minutes[s.id], rules)
-                blocks.append(block)
-                if block is not None or s.capacity <= 0:
-                    continue
-                weight = rules.risk_weights.get(s.risk_colour, 1.0)
-                cost = int(round(minutes[s.id] * weight * COST_SCALE))
-                arc = flow.add_arc_with_capacity_and_unit_cost(
-                    supplier_node[s.id], node, meals, cost
-                )
-                arcs[arc] = (s, d, diet, minutes[s.id])
-            blocks_of[(d.id, diet)] = blocks
-
-    if total == 0:
+    nodes = [
+        (d, diet, meals)
+        for d in demands
+        for diet in DIET_KINDS
+        if (meals := d.by_diet.get(diet, 0)) > 0
+    ]
+    if not nodes:
         return Solution([], [], 0.0)
-    flow.add_arc_with_capacity_and_unit_cost(source, unmet, total, 0)
-    flow.set_node_supply(source, total)
-    flow.set_node_supply(sink, -total)
 
-    status = flow.solve()
-    if status != flow.OPTIMAL:
-        raise RuntimeError(f"min-cost flow ended with status {status}")
+    network, priority = _network(suppliers, demands, nodes, rules, matrix, priority_diets)
+    if suppliers:
+        plan, details = transport.solve_in_order(network, priority)
+        unmet = plan.unmet
+    else:
+        plan, details = None, {"priority_unmet": int(network.demand[priority].sum())}
+        unmet = network.demand.astype(np.int64)
 
-    assignments, shortfall, cost = [], [], 0.0
-    for arc, (s, d, diet, minutes) in arcs.items():
-        meals = flow.flow(arc)
-        if meals <= 0:
-            continue
-        if s is None:
-            floor = rules.rating_floor.get(d.type)
-            shortfall.append(
-                Shortfall(d.id, diet, meals, _reason(diet, blocks_of[(d.id, diet)], floor))
-            )
-            continue
-        assignments.append(Assignment(s.id, d.id, diet, meals, minutes))
-        cost += meals * flow.unit_cost(arc) / COST_SCALE
-    return Solution(assignments, shortfall, cost)
+    assignments, cost = [], 0.0
+    if plan is not None:
+        for s_index, n_index, meals in zip(plan.supplier, plan.node, plan.meals, strict=True):
+            s, (d, diet, _) = suppliers[s_index], nodes[n_index]
+            minutes = travel_minutes(s, d, rules, matrix)
+            assignments.append(Assignment(s.id, d.id, diet, int(meals), minutes))
+        cost = plan.cost
+    shortfall = [
+        _shortfall(suppliers, d, diet, int(unmet[index]), rules, matrix)
+        for index, (d, diet, _) in enumerate(nodes)
+        if unmet[index] > 0
+    ]
+    return Solution(assignments, shortfall, cost, details["priority_unmet"],
+                    details.get("min_fill"))  # fmt: skip
+
+
+def _network(suppliers, demands, nodes, rules, matrix, priority_diets):
+    """The transport network of one meal, and which of its nodes are priorities."""
+    kinds, kind = {}, []
+    for d, diet, _meals in nodes:
+        kind.append(kinds.setdefault((diet, rules.rating_floor.get(d.type)), len(kinds)))
+    eligible = np.zeros((len(kinds), len(suppliers)), dtype=bool)
+    for (diet, floor), row in kinds.items():
+        for column, s in enumerate(suppliers):
+            rated = not floor or RATING_ORDER[s.rating] <= RATING_ORDER[floor]
+            eligible[row, column] = rated and (diet == "regular" or diet in s.diets)
+
+    minutes_per_km = 60.0 / rules.speed_kmh
+    place_of = {d.id: index for index, d in enumerate(demands)}
+    network = transport.Network(
+        supplier_lat=np.array([s.lat for s in suppliers], dtype=float),
+        supplier_lon=np.array([s.lon for s in suppliers], dtype=float),
+        capacity=np.array([max(s.capacity, 0) for s in suppliers], dtype=float),
+        weight=np.array([rules.risk_weights.get(s.risk_colour, 1.0) for s in suppliers]),
+        node_lat=np.array([d.lat for d, _, _ in nodes]),
+        node_lon=np.array([d.lon for d, _, _ in nodes]),
+        demand=np.array([meals for _, _, meals in nodes], dtype=float),
+        kind=np.array(kind, dtype=np.int64),
+        eligible=eligible,
+        reach_km=np.array([max(window_minutes(s, rules), 0.0) for s in suppliers], dtype=float)
+        / minutes_per_km,
+        detour=rules.detour_factor,
+        minutes_per_km=minutes_per_km,
+        matrix=_matrix(matrix, suppliers, place_of),
+        node_place=np.array([place_of[d.id] for d, _, _ in nodes], dtype=np.int64),
+    )
+    priority = np.array([d.priority or diet in priority_diets for d, diet, _ in nodes], dtype=bool)
+    return network, priority
+
+
+def _matrix(matrix, suppliers, place_of):
+    """The measured minutes as index arrays, for the pairs of this solve only."""
+    if not matrix:
+        return None
+    index_of = {s.id: index for index, s in enumerate(suppliers)}
+    rows = [
+        (index_of[s_id], place_of[d_id], minutes)
+        for (s_id, d_id), minutes in matrix.items()
+        if s_id in index_of and d_id in place_of
+    ]
+    if not rows:
+        return None
+    s_index, d_index, minutes = (np.array(column) for column in zip(*rows, strict=True))
+    return transport.TravelMatrix(s_index, d_index, minutes.astype(float))
+
+
+def _shortfall(suppliers, demand, diet, meals, rules, matrix):
+    """The unmet meals of one node, with the reason read off the suppliers' blocks."""
+    blocks = [
+        _pair_block(s, demand, diet, travel_minutes(s, demand, rules, matrix), rules)
+        for s in suppliers
+    ]
+    floor = rules.rating_floor.get(demand.type)
+    return Shortfall(demand.id, diet, meals, _reason(diet, blocks, floor))
