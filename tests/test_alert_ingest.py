@@ -521,6 +521,8 @@ def test_the_same_message_again_changes_nothing_and_says_so(ingest):
 
     assert code == 0
     assert again["duplicate"] is True
+    assert again["action"] == "not_acted" and again["first_action"] == "opened"
+    assert "already received" in again["reason"]
     assert again["alert_id"] == first["alert_id"]
     assert again["incident_id"] == first["incident_id"]
     assert _count(Alert) == 1 and _count(Incident) == 1 and _count(Notification) == 1
@@ -636,15 +638,18 @@ def test_an_update_of_two_alerts_updates_both_incidents(ingest):
     assert _incident(a).severity == "Extreme" and _incident(b).severity == "Extreme"
 
 
-def test_a_reference_must_name_the_instant_the_message_was_sent(ingest):
-    ingest(cap())
+def test_a_reference_with_another_sent_instant_still_finds_its_message(ingest):
+    """CMA writes the update's own sent time in the reference; sender and identifier find
+    the earlier message, and the difference is noted."""
+    _, first, _ = ingest(cap())
     update = cap(identifier="ZH-2", msg_type="Update",
-                 references=ref("ZH-1", sent="2020-01-01T00:00:00+00:00"))  # fmt: skip
+                 references=ref("ZH-1", sent="2026-09-14T09:30:00+08:00"))  # fmt: skip
 
     _, answer, _ = ingest(update)
 
-    assert answer["references"][0]["alert_id"] is None
-    assert answer["action"] == "opened" and "unknown" in answer["reason"]
+    assert answer["references"][0]["alert_id"] == first["alert_id"]
+    assert answer["references"][0]["sent_differs"] is True
+    assert answer["action"] == "updated" and answer["incident_id"] == first["incident_id"]
 
 
 def test_an_exercise_cannot_cancel_a_real_incident(ingest):
@@ -798,3 +803,127 @@ def test_the_api_and_pages_show_an_alert_in_the_readers_language(ingest, client)
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
     assert "台风橙色预警" in client.get("/alerts").get_data(as_text=True)
     assert client.get("/api/alerts/999999").status_code == 404
+
+
+# Areas across the 180th meridian, on the sphere
+
+
+def circle(lat, lon, radius_km):
+    return f"<circle>{lat},{lon} {radius_km}</circle>"
+
+
+def polygon(*points):
+    return "<polygon>" + " ".join(f"{lat},{lon}" for lat, lon in points) + "</polygon>"
+
+
+@pytest.mark.parametrize(
+    ("area", "in_region"),
+    [
+        # Centred west of the 180th meridian, reaching Zhenhai across it (5,742 km away).
+        (circle(30, -178, 5942), True),
+        (circle(30, -178, 5542), False),
+        (circle(30, -179.9, 5766), True),
+        # A huge circle centred near Zhenhai's antipode stops about 100 km short of it.
+        (circle(-29.9956, -58.3861, 19900), False),
+        (circle(-29.9956, -58.3861, 20000), True),
+        # A box over the central Pacific, drawn across the meridian: Zhenhai is not in it.
+        (polygon((20, 170), (20, -170), (40, -170), (40, 170), (20, 170)), False),
+        # The same across the meridian, reaching west to cover Zhenhai.
+        (polygon((20, 110), (20, -170), (40, -170), (40, 110), (20, 110)), True),
+    ],
+)
+def test_circles_and_polygons_are_judged_on_the_sphere(ingest, area, in_region):
+    _, answer, _ = ingest(cap(infos=[info(area=area)]))
+
+    assert answer["in_region"] is in_region
+    assert answer["action"] == ("opened" if in_region else "out_of_region")
+
+
+def test_an_area_that_cannot_be_read_keeps_the_verdict_open(ingest):
+    """One area outside and one in a scheme nobody here reads: it might be the one inside."""
+    blocks = [
+        info(language="en-US", area=geocode("1", scheme="SAME")),
+        info(area=geocode("110000000000")),
+    ]
+
+    _, answer, _ = ingest(cap(infos=blocks))
+
+    assert answer["in_region"] is None and answer["action"] == "not_acted"
+    assert "SAME" in answer["unresolved_schemes"]
+
+
+def test_shapes_settle_an_area_whose_codes_cannot_be_read(ingest):
+    outside = polygon((40, 116), (40, 117), (41, 117), (41, 116), (40, 116))
+
+    _, answer, _ = ingest(cap(infos=[info(area=outside + geocode("022001", "SAME"))]))
+
+    assert answer["in_region"] is False and answer["action"] == "out_of_region"
+
+
+def test_a_village_code_under_no_town_is_unreadable(ingest):
+    _, answer, _ = ingest(cap(infos=[info(area=geocode("330211000001"))]))
+
+    assert answer["in_region"] is None
+    assert "unreadable code" in answer["reason"]
+
+
+# Times that cannot be current
+
+
+def test_a_message_sent_in_the_future_is_not_acted_on(ingest):
+    data = cap(sent="2099-01-01T08:00:00+08:00",
+               infos=[info(expires="2099-01-02T08:00:00+08:00")])  # fmt: skip
+
+    _, answer, _ = ingest(data)
+
+    assert answer["action"] == "not_acted"
+    assert "in the future" in answer["reason"]
+    assert _count(Incident) == 0
+
+
+def test_an_alert_effective_months_ahead_is_not_acted_on_yet(ingest):
+    data = cap(infos=[info(effective="2027-06-01T08:00:00+08:00",
+                           expires="2027-06-05T08:00:00+08:00")])  # fmt: skip
+
+    _, answer, _ = ingest(data)
+
+    assert answer["action"] == "not_acted"
+    assert "not effective until" in answer["reason"]
+
+
+def test_a_warning_of_tomorrows_landfall_is_acted_on(ingest):
+    data = cap(infos=[info(onset="2026-09-15T02:00:00+08:00")])
+
+    _, answer, _ = ingest(data)
+
+    assert answer["action"] == "opened"
+
+
+# Updates that lead nowhere say why
+
+
+def test_a_real_update_of_an_exercise_does_not_open_a_real_incident(ingest):
+    ingest(cap(identifier="EX-1", status="Exercise"))
+
+    _, answer, _ = ingest(cap(identifier="R-2", msg_type="Update", references=ref("EX-1")))
+
+    assert answer["action"] == "not_acted"
+    assert "does not update an exercise incident" in answer["reason"]
+    assert _count(Incident) == 1
+
+
+def test_an_update_without_references_says_so(ingest):
+    _, answer, _ = ingest(cap(msg_type="Update"))
+
+    assert answer["action"] == "opened"
+    assert answer["reason"] == "an Update without references; acted on as a new alert"
+
+
+def test_an_expired_update_of_an_unknown_message_names_the_reference(ingest):
+    data = cap(msg_type="Update", references=ref("NEVER-SEEN"),
+               infos=[info(expires="2026-09-14T06:30:00+08:00")])  # fmt: skip
+
+    _, answer, _ = ingest(data)
+
+    assert answer["action"] == "not_acted"
+    assert "expired" in answer["reason"] and "NEVER-SEEN" in answer["reason"]

@@ -449,10 +449,39 @@ def test_unknown_cap_element_is_refused():
     )
 
 
-def test_elements_of_other_namespaces_are_ignored():
+def test_elements_of_other_namespaces_are_refused_as_cap_1_2_allows_only_a_signature():
     extension = '<ext:colour xmlns:ext="http://example.org/ext">red</ext:colour>'
 
-    assert parse_cap(variant("</info>", "</info>" + extension)).identifier == "TEST-0001"
+    assert "not part of CAP" in refused(variant("</info>", "</info>" + extension))
+    assert "not part of CAP" in refused(variant("</headline>", "</headline>" + extension))
+
+
+def test_a_cap_element_after_the_signature_is_refused():
+    signature = '<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"/>'
+
+    assert parse_cap(variant("</info>", "</info>" + signature)).identifier == "TEST-0001"
+    assert "after the signature" in refused(variant("<info>", signature + "<info>"))
+
+
+def test_the_draft_xinclude_namespace_is_refused_too():
+    include = '<xi:include xmlns:xi="http://www.w3.org/2003/XInclude" href="file:///etc/passwd"/>'
+
+    assert "XInclude" in refused(variant("</scope>", "</scope>" + include))
+
+
+def test_restricted_scope_needs_its_restriction():
+    assert "restriction: required" in refused(
+        variant("<scope>Public</scope>", "<scope>Restricted</scope>")
+    )
+
+
+def test_a_ring_that_crosses_itself_is_taken_as_its_lobes():
+    bow_tie = "29.98,121.60 30.01,121.63 29.98,121.63 30.01,121.60 29.98,121.60"
+    area = f"<area><areaDesc>x</areaDesc><polygon>{bow_tie}</polygon></area>"
+
+    alert = parse_cap(variant("</info>", area + "</info>"))
+
+    assert len(alert.infos[0].areas[-1].polygons[0]) == 5
 
 
 def test_element_without_namespace_inside_cap_is_refused():

@@ -27,6 +27,10 @@ MAX_BYTES = 1024 * 1024
 
 CAP_NAMESPACE = "urn:oasis:names:tc:emergency:cap:1.2"
 XINCLUDE_NAMESPACE = "http://www.w3.org/2001/XInclude"
+# The draft namespace of XInclude, which some processors still honour.
+XINCLUDE_NAMESPACES = (XINCLUDE_NAMESPACE, "http://www.w3.org/2003/XInclude")
+# CAP 1.2 allows elements of one other namespace, an XML signature, at the end of <alert>.
+SIGNATURE_NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
 
 STATUSES = ("Actual", "Exercise", "System", "Test", "Draft")
 MSG_TYPES = ("Alert", "Update", "Cancel", "Ack", "Error")
@@ -295,7 +299,7 @@ def _refuse_xinclude(root: Element) -> None:
     """Refuse XInclude anywhere: nothing processes it here, but a later consumer might."""
     for element in root.iter():
         namespace, name = _split_tag(element.tag)
-        if namespace == XINCLUDE_NAMESPACE:
+        if namespace in XINCLUDE_NAMESPACES:
             raise CapError(f"XInclude element <{name}> refused")
 
 
@@ -317,6 +321,8 @@ def _alert(element: Element) -> CapAlert:
         _text(code, f"{path}/code[{index}]")
     if scope == "Private" and _optional_text(children, "addresses", path) is None:
         raise CapError(f"{path}/addresses: required when scope is Private")
+    if scope == "Restricted" and _optional_text(children, "restriction", path) is None:
+        raise CapError(f"{path}/restriction: required when scope is Restricted")
 
     references_text = _optional_text(children, "references", path)
     references = _references(references_text, f"{path}/references") if references_text else ()
@@ -436,10 +442,12 @@ def _area(element: Element, path: str) -> CapArea:
 
 def _children(element: Element, path: str, schema: _Schema) -> dict[str, list[Element]]:
     """Check an element's CAP children against (name, least, most) in order and group them
-    by name; elements of other namespaces, such as an XML signature, are skipped."""
+    by name. Only <alert> may end with an XML signature, which is skipped; an element of
+    any other namespace is refused."""
     order = [name for name, _least, _most in schema]
     found: dict[str, list[Element]] = {name: [] for name in order}
     position = 0
+    signed = False
 
     for child in element:
         namespace, name = _split_tag(child.tag)
@@ -447,8 +455,13 @@ def _children(element: Element, path: str, schema: _Schema) -> dict[str, list[El
             # An unqualified element in a CAP message is nearly always a CAP element whose
             # prefix was forgotten; skipping it would drop data without a word.
             raise CapError(f"{path}: element <{name}> is in no namespace, expected {CAP_NAMESPACE}")
-        if namespace != CAP_NAMESPACE:
+        if namespace == SIGNATURE_NAMESPACE and path == "alert":
+            signed = True
             continue
+        if namespace != CAP_NAMESPACE:
+            raise CapError(f"{path}: element <{name}> of namespace {namespace} is not part of CAP")
+        if signed:
+            raise CapError(f"{path}: <{name}> after the signature; the signature must come last")
         if name not in found:
             raise CapError(f"{path}: unknown CAP element <{name}>")
 
@@ -576,9 +589,12 @@ def _polygon(text: str, path: str) -> tuple[tuple[float, float], ...]:
     if points[0] != points[-1]:
         first, last = text.split()[0], text.split()[-1]
         raise CapError(f"{path}: first point {first} differs from last point {last}; not closed")
-    # Twice the signed area in square degrees (shoelace): zero means a point or a line.
-    twice_area = sum(a[1] * b[0] - b[1] * a[0] for a, b in zip(points, points[1:], strict=False))
-    if abs(twice_area) < 1e-10:  # about a square metre
+    # A ring that crosses itself still covers its lobes, as repaired by make_valid; one
+    # that covers nothing at all (a point, a line) is no area.
+    from shapely import make_valid
+    from shapely.geometry import Polygon
+
+    if make_valid(Polygon([(lon, lat) for lat, lon in points])).area < 1e-10:  # about 1 m²
         raise CapError(f"{path}: the polygon encloses no area (its points lie on one line)")
     return points
 

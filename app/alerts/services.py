@@ -42,7 +42,12 @@ PROVINCE_PREFIXES = frozenset(
 # Statuses and message types that are recorded but never acted on.
 NOT_ACTED_STATUSES = ("Test", "System", "Draft")
 NOT_ACTED_TYPES = ("Ack", "Error")
-KM_PER_DEGREE = 111.32
+EARTH_RADIUS_KM = 6371.0088
+# An alert sent later than this after the instant it is judged at is from the future: a
+# wrong clock or a made-up message.
+CLOCK_SKEW_MINUTES = 15
+# An alert that takes effect further ahead than this is not current yet; it is recorded.
+EFFECTIVE_HORIZON_HOURS = 72
 
 
 def division_prefix(code):
@@ -54,9 +59,11 @@ def division_prefix(code):
     if code[:2] not in PROVINCE_PREFIXES:
         return None
     code = code.ljust(12, "0")
-    for length in LEVEL_LENGTHS:
+    for start, length in zip((0, *LEVEL_LENGTHS), LEVEL_LENGTHS, strict=False):
         if set(code[length:]) <= {"0"}:
             return code[:length]
+        if set(code[start:length]) <= {"0"}:
+            return None  # a town under no county, a village under no town
     return code
 
 
@@ -68,28 +75,47 @@ def touches_region(code, region_code):
     return prefix.startswith(region) or region.startswith(prefix)
 
 
-def _circle(lat, lon, radius_km):
-    """A circle as a lon/lat polygon: degrees of longitude shrink with the latitude."""
-    from shapely import affinity
+def _circle_touches(lat, lon, radius_km, boundary):
+    """Whether a circle on the Earth reaches the region: the great-circle distance from its
+    centre to the nearest point of the boundary (sampled every 100 m or so) is within the
+    radius, or the centre lies inside. Exact across the 180th meridian and near the poles."""
+    import numpy as np
+    from shapely import segmentize
     from shapely.geometry import Point
 
-    radius = max(radius_km, 0.01) / KM_PER_DEGREE
-    shrink = max(math.cos(math.radians(lat)), 0.01)
-    return affinity.scale(Point(lon, lat).buffer(radius), xfact=1 / shrink, yfact=1.0)
+    if boundary.covers(Point(lon, lat)):
+        return True
+    points = np.concatenate(
+        [np.asarray(ring.coords) for ring in _rings(segmentize(boundary, 0.001))]
+    )
+    p1, p2 = math.radians(lat), np.radians(points[:, 1])
+    dl = np.radians(points[:, 0] - lon)
+    a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    km = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+    return bool(km.min() <= radius_km)
 
 
-def _shapes(alert):
-    """Every polygon and circle of the alert as valid shapely geometry in lon/lat (WGS-84)."""
-    from shapely import make_valid
+def _rings(geometry):
+    polygons = geometry.geoms if geometry.geom_type == "MultiPolygon" else [geometry]
+    for polygon in polygons:
+        yield polygon.exterior
+        yield from polygon.interiors
+
+
+def _polygon_touches(points, boundary):
+    """Whether a CAP polygon (lat, lon points) touches the region. A ring whose edges jump
+    more than 180 degrees of longitude crosses the 180th meridian: it is unwrapped and
+    tested against the region shifted by a turn either way."""
+    from shapely import affinity, make_valid
     from shapely.geometry import Polygon
 
-    for info in alert.infos:
-        for area in info.areas:
-            for polygon in area.polygons:
-                # A self-crossing ring is repaired rather than refused: the area still counts.
-                yield make_valid(Polygon([(lon, lat) for lat, lon in polygon]))
-            for lat, lon, radius_km in area.circles:
-                yield _circle(lat, lon, radius_km)
+    lons = [points[0][1]]
+    for _lat, lon in points[1:]:
+        lon += 360 * round((lons[-1] - lon) / 360)
+        lons.append(lon)
+    # A self-crossing ring is repaired rather than refused: the area still counts.
+    ring = make_valid(Polygon(zip(lons, (lat for lat, _lon in points), strict=True)))
+    return any(ring.intersects(affinity.translate(boundary, xoff=turn)) for turn in (0, 360, -360))
 
 
 @dataclass(frozen=True)
@@ -105,26 +131,52 @@ def area_verdict(alert, region_code, boundary=None):
     """Test the alert's areas against the region.
 
     Chinese administrative codes are compared by level; polygons and circles against the
-    region's boundary (a shapely geometry in WGS-84) when one is given. The area touches
-    the region when any part of it does; it is outside when every part that could be
-    resolved is outside; otherwise it cannot be told.
+    region's boundary (a shapely geometry in WGS-84) when one is given. Within one <area>,
+    shapes and codes describe the same place: any part inside puts it inside, and its
+    shapes, when it has any, settle that it is outside. The alert touches the region when
+    any area does, is outside when every area is, and otherwise cannot be told: an area
+    that cannot be read might be the one inside.
     """
     verdicts, unresolved = [], []
-    for name, value in alert.geocodes():
-        verdict = None
-        if name.casefold() in ADMINISTRATIVE_SCHEMES:
-            verdict = touches_region(value, region_code)
-            if verdict is None:
-                unresolved.append(f"{name} (unreadable code {value!r})")
-        else:
-            unresolved.append(name)
-        if verdict is not None:
+    for info in alert.infos:
+        for area in info.areas:
+            verdict, schemes = _area_verdict(area, region_code, boundary)
             verdicts.append(verdict)
-    if boundary is not None:
-        verdicts.extend(shape.intersects(boundary) for shape in _shapes(alert))
+            unresolved.extend(schemes)
 
-    in_region = any(verdicts) if verdicts else None
+    if any(verdicts):
+        in_region = True
+    elif not verdicts or None in verdicts:
+        in_region = None
+    else:
+        in_region = False
     return AreaVerdict(in_region, tuple(dict.fromkeys(unresolved)))
+
+
+def _area_verdict(area, region_code, boundary):
+    """(True, False or None, schemes not resolved) for one <area>."""
+    parts, unresolved = [], []
+    for name, value in area.geocodes:
+        if name.casefold() not in ADMINISTRATIVE_SCHEMES:
+            unresolved.append(name)
+            continue
+        verdict = touches_region(value, region_code)
+        if verdict is None:
+            unresolved.append(f"{name} (unreadable code {value!r})")
+        else:
+            parts.append(verdict)
+    shapes = boundary is not None and bool(area.polygons or area.circles)
+    if shapes:
+        parts.extend(_polygon_touches(points, boundary) for points in area.polygons)
+        parts.extend(
+            _circle_touches(lat, lon, radius, boundary) for lat, lon, radius in area.circles
+        )
+
+    if any(parts):
+        return True, unresolved
+    if shapes or (parts and not unresolved):
+        return False, unresolved
+    return None, unresolved
 
 
 def alert_in_region(alert, region_code, boundary=None):
@@ -138,11 +190,17 @@ def timing_problems(alert, at, max_age_hours=None):
 
     An alert that gives no expiry at all counts as expired `max_age_hours` after it was
     sent, when that is given: an old warning without an end is no longer news."""
+    from datetime import timedelta
+
     problems = []
+    if alert.sent > at + timedelta(minutes=CLOCK_SKEW_MINUTES):
+        problems.append(f"sent {alert.sent.isoformat()} is in the future")
+    horizon = at + timedelta(hours=EFFECTIVE_HORIZON_HOURS)
+    for info in alert.infos:
+        if info.effective is not None and info.effective > horizon:
+            problems.append(f"not effective until {info.effective.isoformat()} ({info.language})")
     expiries = [info.expires for info in alert.infos if info.expires is not None]
     if not expiries and max_age_hours is not None:
-        from datetime import timedelta
-
         return alert.sent + timedelta(hours=max_age_hours) <= at, problems
     for info in alert.infos:
         if info.expires is None:
@@ -285,6 +343,7 @@ def ingest(data, *, at, region, plan_name, language="zh-CN", max_age_hours=None)
             "identifier": identifier,
             "sent": sent.isoformat(),
             "alert_id": found.id if found is not None else None,
+            "sent_differs": found is not None and found.sent != sent,
         }
         for (sender, identifier, sent), found in references
     ]
@@ -302,8 +361,9 @@ def ingest(data, *, at, region, plan_name, language="zh-CN", max_age_hours=None)
 
 
 def _repeat(existing, data, language):
-    """The same message again: the first answer, marked as a repeat. Different content
-    under an identifier already used is refused, as CAP makes identifiers unique."""
+    """The same message again: nothing is done, and the answer says so, with what was done
+    the first time. Different content under an identifier already used is refused, as CAP
+    makes identifiers unique."""
     if existing.digest != content_digest(data):
         raise InvalidInput(
             "identifier already used",
@@ -315,7 +375,15 @@ def _repeat(existing, data, language):
                 ]
             },
         )
-    return _answer(existing.outcome or {}, existing.infos or [], language, duplicate=True)
+    first = existing.outcome or {}
+    repeat = dict(
+        first,
+        action="not_acted",
+        first_action=first.get("action"),
+        reason=f"already received as alert {existing.id}, which was {first.get('action')}; "
+        "nothing done again",
+    )
+    return _answer(repeat, existing.infos or [], language, duplicate=True)
 
 
 def _answer(outcome, infos, language, duplicate):
@@ -326,15 +394,16 @@ def _answer(outcome, infos, language, duplicate):
 
 
 def _references(parsed):
-    """Each (sender, identifier, sent) the message refers to, with its row when known: the
-    same sender, identifier and instant sent."""
+    """Each (sender, identifier, sent) the message refers to, with its row when known.
+
+    A sender's identifiers are unique, so sender and identifier find the message; the
+    instant is only compared, since some services (CMA among them) write the update's own
+    sent time there. A difference is noted on the reference."""
     found = []
     for sender, identifier, sent in parsed.references:
         row = db.session.scalar(
             select(Alert).filter_by(sender=sender, identifier=identifier, scope=LIVE_SCOPE)
         )
-        if row is not None and row.sent != sent:
-            row = None
         found.append(((sender, identifier, sent), row))
     return found
 
@@ -356,12 +425,13 @@ def _act(parsed, row, references, verdict, expired, problems, at, plan_name):
     if parsed.msg_type == "Cancel":
         return _cancel(parsed, row, own, foreign, unknown, at)
 
+    notes = _update_notes(parsed, own, foreign, unknown) if parsed.msg_type == "Update" else []
     refusal = _gate(parsed, verdict, expired, problems)
     if refusal is not None:
         action, reason = refusal
         if parsed.msg_type == "Update":
             _note_update_not_acted(parsed, row, _open_incidents_of(own, drill), reason, at)
-        return action, [], reason
+        return action, [], "; ".join([reason, *notes])
 
     if parsed.msg_type == "Update":
         open_incidents = _open_incidents_of(own, drill)
@@ -369,20 +439,30 @@ def _act(parsed, row, references, verdict, expired, problems, at, plan_name):
             for incident in open_incidents:
                 _update(parsed, row, incident, at)
             return "updated", open_incidents, None
-        notes = []
-        if unknown:
-            notes.append(
-                "updates unknown message(s) "
-                + ", ".join(f"{sender},{identifier}" for sender, identifier, _ in unknown)
-            )
-        if foreign:
-            notes.append(f"updates messages of another sender ({', '.join(foreign)})")
-        if own:
-            notes.append("the message(s) it updates opened no incident that is still open")
+        if _open_incidents_of(own, not drill):
+            kind, other = ("an exercise", "a real") if drill else ("a real", "an exercise")
+            return "not_acted", [], f"{kind} message does not update {other} incident"
         incident = _open(parsed, row, at, plan_name)
         return "opened", [incident], "; ".join(notes) + "; acted on as a new alert"
 
     return "opened", [_open(parsed, row, at, plan_name)], None
+
+
+def _update_notes(parsed, own, foreign, unknown):
+    """What an Update's references say when they lead to no open incident."""
+    notes = []
+    if not parsed.references:
+        notes.append("an Update without references")
+    if unknown:
+        notes.append(
+            "updates unknown message(s) "
+            + ", ".join(f"{sender},{identifier}" for sender, identifier, _ in unknown)
+        )
+    if foreign:
+        notes.append(f"updates messages of another sender ({', '.join(foreign)})")
+    if own and not _open_incidents_of(own):
+        notes.append("the message(s) it updates opened no incident that is still open")
+    return notes
 
 
 def _gate(parsed, verdict, expired, problems):
