@@ -573,7 +573,27 @@ class _OfflineMap(folium.Map):
     default_css = ()
 
 
-class _CapacityData(MacroElement):
+class _Literal(MacroElement):
+    """A macro element whose rendered parts are placed as they are.
+
+    branca's MacroElement wraps each rendered macro in a new Element, which parses it again
+    as a Jinja template: a supplier named "{{ ... }}" would run as template code. Here the
+    macros render once, with the data as values, and the output is never parsed again.
+    """
+
+    def render(self, **kwargs):
+        figure = self.get_root()
+        module = self._template.module.__dict__
+        for part, parent in (("header", figure.header), ("html", figure.html),
+                             ("script", figure.script)):  # fmt: skip
+            macro = module.get(part)
+            if macro is not None:
+                parent.add_child(_Raw(str(macro(self, kwargs))), name=self.get_name())
+        for element in self._children.values():
+            element.render(**kwargs)
+
+
+class _CapacityData(_Literal):
     """The tables every layer draws from, embedded once as a JavaScript object."""
 
     _template = Template(
@@ -633,7 +653,7 @@ class _LayerOrder(MacroElement):
         self.layers = layers
 
 
-class _Legend(MacroElement):
+class _Legend(_Literal):
     """The page title and a legend for colours, shapes, sizes and line widths."""
 
     _template = Template(

@@ -180,6 +180,29 @@ def test_hostile_names_never_leave_their_string():
     assert "textContent" in page
 
 
+@pytest.mark.parametrize(
+    ("name", "literal", "never"),
+    [
+        ("镇海{{ 7*7 }}", "{{ 7*7 }}", "镇海49"),
+        ("{{ cycler.__init__.__globals__.os.popen('echo RAN-$((6*7))').read() }}",
+         "cycler.__init__", "RAN-42"),
+        ("{% if true %}yes{% endif %}", "{% if true %}", None),
+        ("it's \"quoted\" {{", "quoted", None),
+    ],
+)  # fmt: skip
+def test_template_syntax_in_names_and_titles_is_shown_not_run(name, literal, never):
+    """Names pass through Jinja once, as values; a "{{ }}" in them must never be evaluated."""
+    page = build(
+        title=name,
+        suppliers=[make_supplier(1, name), make_supplier(2, "x"), make_supplier(3, "y")],
+        demand_points=[make_demand_point("d1", name), make_demand_point("d2", "y")],
+    )
+
+    assert page.count(literal) >= 2  # the title and the data, as typed
+    if never:
+        assert never not in page
+
+
 def test_title_and_labels_are_html_escaped():
     hostile = "<img src=x onerror=alert(1)>"
 
