@@ -57,13 +57,13 @@ supply_cli = AppGroup("supply", help="Suppliers, kitchens and allocation.")
 @fixtures_cli.command("load")
 @handles_errors
 def fixtures_load():
-    """Load the Zhenhai region pack; loading it again changes nothing. Prints JSON."""
-    from app.fixtures import load_all
+    """Load the region pack (BAOGONG_REGION); loading it again changes nothing. Prints JSON."""
+    from app.fixtures import configured_region_dir, load_all
     from app.schema import ensure_schema
 
     ensure_schema()
     try:
-        summary = load_all()
+        summary = load_all(configured_region_dir(), plan_name=current_app.config["BAOGONG_PLAN"])
     except OSError as error:
         _refuse(error)
     _print_json(summary)

@@ -58,6 +58,43 @@ def _database_url(name, default):
     return raw
 
 
+def _redis_url(name):
+    """A Redis URL that redis-py can read, or None for the bundled server."""
+    raw = os.environ.get(name) or None
+    if raw is None:
+        return None
+    from redis.connection import parse_url
+
+    try:
+        parse_url(raw)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+    return raw
+
+
+def _region(name, default):
+    """A region pack: a folder of fixtures/ by name, or a path to one."""
+    raw = os.environ.get(name) or default
+    fixtures = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+    folder = raw if os.path.isdir(raw) else os.path.join(fixtures, raw)
+    if not os.path.isfile(os.path.join(folder, "region.yaml")):
+        raise ConfigError(f"{name}: no region.yaml in {folder}")
+    return raw
+
+
+def _max_km(name, default):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of kilometres, got {raw!r}") from None
+    if not 0 <= value <= 1000:  # also refuses NaN
+        raise ConfigError(f"{name}: must be from 0 to 1000 km, got {raw!r}")
+    return value
+
+
 def from_environment(instance_path):
     """Build the Flask config mapping from the environment, with the embedded defaults."""
     sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
@@ -65,14 +102,16 @@ def from_environment(instance_path):
         "SECRET_KEY": os.environ.get("SECRET_KEY") or "dev-only-change-me",
         "SQLALCHEMY_DATABASE_URI": _database_url("DATABASE_URL", f"sqlite:///{sqlite_path}"),
         # An empty REDIS_URL means: start the bundled Redis server in the instance folder.
-        "REDIS_URL": os.environ.get("REDIS_URL") or None,
+        "REDIS_URL": _redis_url("REDIS_URL"),
         "BAOGONG_TIMEZONE": _zone("BAOGONG_TIMEZONE", "Asia/Shanghai"),
         "BAOGONG_LOG_LEVEL": _log_level("BAOGONG_LOG_LEVEL", "INFO"),
         "BABEL_DEFAULT_LOCALE": _locale("BAOGONG_LOCALE", "zh_CN"),
         "BABEL_DEFAULT_TIMEZONE": "UTC",
         # The region this installation serves (a folder of fixtures/, or a path) and the plan
         # that incidents opened by alerts run on.
-        "BAOGONG_REGION": os.environ.get("BAOGONG_REGION") or "zhenhai",
+        "BAOGONG_REGION": _region("BAOGONG_REGION", "zhenhai"),
+        # A supplier or demand point further than this outside the region is refused.
+        "BAOGONG_MAX_KM_OUTSIDE": _max_km("BAOGONG_MAX_KM_OUTSIDE", 50.0),
         "BAOGONG_PLAN": os.environ.get("BAOGONG_PLAN") or "zhenhai-catering-supply",
         # An alert that states no expiry counts as expired this long after it was sent.
         "BAOGONG_ALERT_MAX_AGE_HOURS": _int("BAOGONG_ALERT_MAX_AGE_HOURS", 72, minimum=1),

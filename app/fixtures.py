@@ -67,8 +67,11 @@ def read_text(path):
     of GBK, so one decoder reads both. Anything else is refused rather than guessed at.
     """
     name = os.path.basename(path)
-    with open(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise InvalidInput(f"{name} refused: cannot read it", {name: [error.strerror]}) from None
 
     encodings = ("utf-8-sig",) if data.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
     for encoding in encodings:
@@ -105,14 +108,21 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
 
+def configured_region_dir():
+    """The folder of the region this installation serves (BAOGONG_REGION)."""
+    from flask import current_app
+
+    name = current_app.config["BAOGONG_REGION"]
+    return name if os.path.isdir(name) else os.path.join(FIXTURES, name)
+
+
 def configured_region():
     """The region this installation serves (BAOGONG_REGION), read once per app."""
     from flask import current_app
 
     region = current_app.extensions.get("baogong_region")
     if region is None:
-        name = current_app.config["BAOGONG_REGION"]
-        region_dir = name if os.path.isdir(name) else os.path.join(FIXTURES, name)
+        region_dir = configured_region_dir()
         if not os.path.isfile(os.path.join(region_dir, "region.yaml")):
             raise InvalidInput("no region", {"BAOGONG_REGION": [f"no region.yaml in {region_dir}"]})
         region = current_app.extensions["baogong_region"] = load_region(region_dir)
@@ -183,6 +193,8 @@ def _text(value, limit, required=True):
 
     if required and not text:
         raise ValueError("must not be empty")
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in text):
+        raise ValueError("must not hold control characters")
     if len(text) > limit:
         raise ValueError(f"must be at most {limit} characters")
     return text or None
@@ -511,11 +523,12 @@ def _store_rows(model, rows):
     return counts
 
 
-def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN):
+def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):
     """Load the whole region pack in one transaction; returns counts per kind.
 
     Every file is read and checked first; a refusal then, or from the plan import, leaves
-    the database as it was.
+    the database as it was. `plan_name`, when given, must name the plan loaded or one
+    already in the database: it is the plan incidents will run on.
     """
     region = load_region(region_dir)
     boundary = shape(region["boundary_geometry"])
@@ -531,6 +544,8 @@ def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN):
         lambda record: _demand_point(record, boundary),
     )
     plan_document = read_yaml(plan_path)
+    if plan_name is not None:
+        _check_plan_name(plan_name, plan_document)
 
     try:
         summary = _store_departments(departments)
@@ -547,6 +562,19 @@ def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN):
 
     log.info("fixtures: region pack loaded %s", summary)
     return summary
+
+
+def _check_plan_name(plan_name, plan_document):
+    from app.process.models import Plan
+
+    names = set(db.session.scalars(select(Plan.name)))
+    if isinstance(plan_document, dict) and isinstance(plan_document.get("name"), str):
+        names.add(plan_document["name"])
+    if plan_name not in names:
+        raise InvalidInput(
+            "no such plan",
+            {"BAOGONG_PLAN": [f"no plan named {plan_name!r}; plans: {', '.join(sorted(names))}"]},
+        )
 
 
 def fixtures_present():

@@ -14,6 +14,11 @@ from app.config import ConfigError, from_environment
         ("BAOGONG_LOCALE", "fr"),
         ("BAOGONG_LOG_LEVEL", "LOUD"),
         ("DATABASE_URL", "foo://bar"),
+        ("REDIS_URL", "garbage"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("BAOGONG_REGION", "/nonexistent"),
+        ("BAOGONG_MAX_KM_OUTSIDE", "nan"),
+        ("BAOGONG_MAX_KM_OUTSIDE", "-5"),
     ],
 )
 def test_bad_settings_are_refused_by_name(monkeypatch, tmp_path, name, value):

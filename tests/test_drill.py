@@ -76,6 +76,10 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
     # The second run starts from the same state and counts only itself.
     assert second["incident"]["id"] != first["incident"]["id"]
     assert {k: second[k] for k in FIGURES} == {k: first[k] for k in FIGURES}
+    # Lines of one instant written by parallel workers keep one order, so reports diff.
+    assert [(e["at"], e["event"]) for e in second["timeline"]] == [
+        (e["at"], e["event"]) for e in first["timeline"]
+    ]
 
     # Suspensions stayed in the drills: no supplier row changed, no live suspension.
     assert _supplier_rows() == after_first

@@ -171,6 +171,7 @@ def _alert_variant(tmp_path, old, new):
     ("old", "new", "says"),
     [
         ("330211000000", "110101000000", "outside region"),
+        ("330211000000", "999999999999", "cannot be resolved"),
         ("2026-09-17T06:00:00+08:00", "2026-09-13T06:00:00+08:00", "expired"),
     ],
 )
@@ -244,3 +245,61 @@ def test_unknown_departments_in_except_are_refused(app, scenario_copy, tmp_path)
 
     assert result.exit_code == 2
     assert "nosuch" in result.stderr
+
+
+def test_a_sample_under_125_grams_is_refused_before_anything_runs(app, scenario_copy, tmp_path):
+    path = scenario_copy(lambda d: d.setdefault("suppliers", {}).update(sample_grams=50))
+
+    result = _run(app, path, tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert "sample_grams" in result.stderr and "125" in result.stderr
+    assert db.session.scalar(select(func.count(DrillRun.id))) == 0
+
+
+@pytest.mark.parametrize("name", ["map.html", "report.json", "report.html"])
+def test_an_output_file_that_cannot_be_written_is_refused_before_the_drill(app, tmp_path, name):
+    (tmp_path / "out" / name).mkdir(parents=True)
+
+    result = _run(app, SCENARIO, tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert name in result.stderr
+    assert db.session.scalar(select(func.count(DrillRun.id))) == 0
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    from pathlib import Path
+
+    text = Path(SCENARIO).read_text(encoding="utf-8")
+    path = tmp_path / "s.yaml"
+    path.write_text("name: first\n" + text, encoding="utf-8")
+
+    assert "given twice" in str(_errors(str(path)))
+
+
+def test_a_point_opened_twice_in_one_inject_is_refused(scenario_copy):
+    def change(document):
+        points = next(i for i in document["injects"] if i["do"] == "open_points")["points"]
+        points.append(dict(points[0]))
+
+    assert "each point once" in str(_errors(scenario_copy(change)))
+
+
+def test_an_inject_is_named_by_its_place_in_the_file(app, scenario_copy, tmp_path):
+    from pathlib import Path
+
+    def change(document):
+        document["injects"].reverse()  # file order no longer time order
+        next(i for i in document["injects"] if i["do"] == "rapid_test")["supplier"] = "ZH-SUP-999"
+
+    path = scenario_copy(change)
+    number = next(
+        n
+        for n, i in enumerate(yaml.safe_load(Path(path).read_text(encoding="utf-8"))["injects"])
+        if i["do"] == "rapid_test"
+    )
+
+    result = _run(app, path, tmp_path / "out")
+
+    assert f"injects[{number}]" in result.stderr

@@ -73,12 +73,18 @@ def run_scheduled_action(action_id):
             log.info("action %s: already done", action_id)
             return "already done"
 
-        outcome = _ACTIONS[action.kind](action, incident, at)
+        from app.incidents.services import ORIGIN
+
+        token = ORIGIN.set(f"{action.kind}:{action.subject_id:012d}")
+        try:
+            outcome = _ACTIONS[action.kind](action, incident, at)
+        finally:
+            ORIGIN.reset(token)
         action.outcome = outcome
         db.session.commit()
         log.info("action %s: %s of %s -> %s", action_id, action.kind, action.subject_id, outcome)
 
-        if action.kind == "reallocate_supplier":
+        if action.kind in MOVES_TASKS:
             from app.supply.dispatch import relay
 
             relay()
@@ -107,6 +113,27 @@ def _sitrep(action, incident, at):
     return f"report no. {issue_sitrep(incident, at).number}"
 
 
+def _replan(action, incident, at):
+    """A capacity report, a hazard area or a demand change: solve again what it touches."""
+    from app.supply.models import CapacityReport, HazardArea, PointOpening
+    from app.supply.services import replan_from
+
+    if incident.status == "closed":
+        return "incident closed"
+    if action.kind == "replan_capacity":
+        report = db.session.get(CapacityReport, action.subject_id)
+        moved = replan_from(
+            incident, at, meal=report.meal, supplier_id=report.supplier_id, since=report.valid_from
+        )
+    elif action.kind == "replan_hazard":
+        db.session.get(HazardArea, action.subject_id)
+        moved = replan_from(incident, at, since=at)
+    else:
+        opening = db.session.get(PointOpening, action.subject_id)
+        moved = replan_from(incident, at, point_id=opening.demand_point_id, since=at)
+    return f"{len(moved)} tasks moved"
+
+
 def _reallocate_supplier(action, incident, at):
     from app.supply.models import SupplierSuspension
     from app.supply.services import reallocate_after_suspension
@@ -121,4 +148,9 @@ _ACTIONS = {
     "duty_escalate": _duty_escalate,
     "sitrep": _sitrep,
     "reallocate_supplier": _reallocate_supplier,
+    "replan_capacity": _replan,
+    "replan_hazard": _replan,
+    "replan_demand": _replan,
 }
+# Actions that cancel and create supply tasks: the relay runs after them at once.
+MOVES_TASKS = ("reallocate_supplier", "replan_capacity", "replan_hazard", "replan_demand")

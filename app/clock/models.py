@@ -14,7 +14,7 @@ class ScheduledAction(db.Model):
     row done, so a second tick or a second run of the job does nothing.
     """
 
-    __table_args__ = (UniqueConstraint("kind", "subject_id", "due_at"),)
+    __table_args__ = (UniqueConstraint("kind", "incident_id", "subject_id", "due_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))

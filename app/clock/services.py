@@ -26,9 +26,12 @@ def now(incident=None):
 
 
 def schedule(kind, incident, subject_id, due_at):
-    """Add a timed action; the same kind, subject and instant is only scheduled once."""
+    """Add a timed action; the same kind, incident, subject and instant is only scheduled
+    once."""
     existing = db.session.scalar(
-        select(ScheduledAction).filter_by(kind=kind, subject_id=subject_id, due_at=due_at)
+        select(ScheduledAction).filter_by(
+            kind=kind, incident_id=incident.id, subject_id=subject_id, due_at=due_at
+        )
     )
     if existing is not None:
         return existing

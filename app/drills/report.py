@@ -1,7 +1,6 @@
 """The report of a drill run: figures from the database for that run's incident only."""
 
 import json
-import os
 from collections import defaultdict
 
 from sqlalchemy import func, select
@@ -166,7 +165,7 @@ def build_report(run, incident, scenario):
             for e in db.session.scalars(
                 select(TimelineEntry)
                 .filter_by(incident_id=incident.id)
-                .order_by(TimelineEntry.at, TimelineEntry.id)
+                .order_by(TimelineEntry.at, TimelineEntry.origin, TimelineEntry.id)
             )
         ],
     }
@@ -236,8 +235,5 @@ def map_data(incident):
     return suppliers, points, allocations
 
 
-def write_report_json(report, out_dir):
-    path = os.path.join(out_dir, "report.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, ensure_ascii=False, indent=2)
-    return path
+def report_json_text(report):
+    return json.dumps(report, ensure_ascii=False, indent=2)

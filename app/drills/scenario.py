@@ -69,6 +69,14 @@ class InjectSchema(Schema):
     departments = fields.Raw()
     except_ = fields.List(fields.String(), data_key="except", load_default=list)
     points = fields.List(fields.Nested(PointOpeningSchema))
+
+    @validates_schema
+    def check_points_once(self, data, **kwargs):
+        codes = [entry["point"] for entry in data.get("points", [])]
+        repeated = sorted({code for code in codes if codes.count(code) > 1})
+        if repeated:
+            raise ValidationError(f"each point once per inject: {', '.join(repeated)}", "points")
+
     supplier = fields.String()
     analyte = fields.String()
     method = fields.String()
@@ -104,7 +112,12 @@ class SupplierBehaviourSchema(Schema):
     cook_before_serving_minutes = fields.Integer(strict=True, load_default=120, validate=MINUTES)
     cooked_before_serving_minutes = fields.Integer(strict=True, load_default=60, validate=MINUTES)
     leave_before_serving_minutes = fields.Integer(strict=True, load_default=55, validate=MINUTES)
-    sample_grams = fields.Integer(strict=True, load_default=150, validate=validate.Range(1, 5000))
+    # The catering code asks at least 125 g of every dish to be kept.
+    sample_grams = fields.Integer(
+        strict=True,
+        load_default=150,
+        validate=validate.Range(125, 5000, error="a retained sample weighs 125 to 5000 g"),
+    )
     sample_kept_at = fields.String(load_default="留样冰箱")
     hot_temp_c = fields.Float(load_default=66.0, allow_nan=False, validate=validate.Range(-30, 120))
     ambient_temp_c = fields.Float(
@@ -232,8 +245,9 @@ class Scenario:
         self.data = data
         self.start = data["start"]
         self.end = self.start + timedelta(hours=data["duration_hours"])
-        for inject in data["injects"]:
+        for number, inject in enumerate(data["injects"]):
             inject["when"] = self.start + _offset(inject["at"])
+            inject["number"] = number  # its place in the file, for messages
         self.injects = sorted(data["injects"], key=lambda i: i["when"])
 
     def __getattr__(self, name):
@@ -245,6 +259,22 @@ class Scenario:
     def alert_bytes(self):
         with open(os.path.join(self.folder, self.data["alert"]), "rb") as handle:
             return handle.read()
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: YAML would keep the last
+    and drop the first without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _offset(text):
@@ -260,7 +290,7 @@ def load_scenario(path):
     except OSError as error:
         raise InvalidInput("scenario not readable", {"file": [str(error)]}) from None
     try:
-        document = yaml.safe_load(raw.decode("utf-8-sig"))
+        document = yaml.load(raw.decode("utf-8-sig"), Loader=_UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InvalidInput("scenario is not valid YAML", {"file": [str(error)]}) from None
     if not isinstance(document, dict):

@@ -7,7 +7,7 @@ from flask import current_app, render_template
 from flask_babel import force_locale
 
 from app.drills.engine import DrillError, Engine, incident_of, start_run
-from app.drills.report import build_report, map_data, write_report_json
+from app.drills.report import build_report, map_data, report_json_text
 from app.drills.scenario import load_scenario
 from app.errors import InvalidInput
 from app.extensions import db
@@ -30,17 +30,18 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     scenario = load_scenario(scenario_path)
     ensure_schema()
     region_dir = os.path.join(FIXTURES, scenario.region)
-    if not fixtures_present():
-        log.info("drill: region pack missing, loading it")
-        load_all()
     if not os.path.isfile(os.path.join(region_dir, "region.yaml")):
         raise InvalidInput("scenario refused", {"region": [f"no region pack {scenario.region!r}"]})
+    if not fixtures_present():
+        log.info("drill: region pack missing, loading %s", scenario.region)
+        load_all(region_dir)
     region = load_region(region_dir)
     plan = latest_plan(scenario.plan, required=False)
     if plan is None:
         raise InvalidInput("scenario refused", {"plan": [f"no plan named {scenario.plan!r}"]})
     check_against_data(scenario, region)
     _prepare_out_dir(out_dir)
+    _check_redis()
 
     run = start_run(scenario)
     run.out_dir = os.path.abspath(out_dir)
@@ -108,8 +109,8 @@ def check_against_data(scenario, region):
         "departments": set(db.session.scalars(select(Department.code))),
     }
     capacity = dict(db.session.execute(select(DemandPoint.code, DemandPoint.capacity)).all())
-    for n, inject in enumerate(scenario.injects):
-        where = f"injects[{n}] ({inject['at']} {inject['do']})"
+    for inject in scenario.injects:
+        where = f"injects[{inject['number']}] ({inject['at']} {inject['do']})"
         for entry in inject.get("points", []):
             if entry["point"] not in known["point"]:
                 errors.setdefault(where, []).append(f"unknown demand point {entry['point']}")
@@ -151,12 +152,34 @@ def _check_alert(alert, scenario, region):
     if len(severities) > 1:
         problems.append(f"its info blocks disagree on severity: {', '.join(sorted(severities))}")
     boundary = shape(region["boundary_geometry"])
-    if alert_in_region(alert, region["code"], boundary) is False:
+    in_region = alert_in_region(alert, region["code"], boundary)
+    if in_region is False:
         problems.append(f"its area is outside region {region['code']}")
+    elif in_region is None:
+        problems.append(
+            f"its area cannot be resolved, so it is not known to touch {region['code']}"
+        )
     return {"alert": sorted(set(problems))} if problems else {}
 
 
+def _check_redis():
+    """Reach Redis before the run starts, so a wrong REDIS_URL leaves no failed run."""
+    from redis.exceptions import RedisError
+
+    from app.queue import get_redis
+
+    try:
+        get_redis().ping()
+    except (RedisError, OSError) as error:
+        where = current_app.config["REDIS_URL"] or "the bundled server"
+        raise DrillError(f"Redis at {where} does not answer: {error}") from None
+
+
+OUTPUT_FILES = ("report.json", "report.html", "map.html")
+
+
 def _prepare_out_dir(out_dir):
+    """Make sure the three outputs can be written before the drill runs, not after."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         probe = os.path.join(out_dir, ".write-test")
@@ -165,6 +188,12 @@ def _prepare_out_dir(out_dir):
         os.remove(probe)
     except OSError as error:
         raise InvalidInput("output folder refused", {"out": [str(error)]}) from None
+    for name in OUTPUT_FILES:
+        path = os.path.join(out_dir, name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise InvalidInput(
+                "output folder refused", {"out": [f"{path} exists and is not a file"]}
+            )
 
 
 def kept_map_path(run):
@@ -181,25 +210,40 @@ def keep_map(run, map_path):
 
 
 def write_outputs(report, run, incident, region, out_dir):
-    """The report as JSON and HTML, and the capacity map, into one folder."""
-    from maps.capacity import write_capacity_map
+    """The report as JSON and HTML, and the capacity map, into one folder: all three are
+    built first, then each replaces its file whole."""
+    from maps.capacity import build_capacity_map
 
-    paths = {"report_json": write_report_json(report, out_dir)}
     suppliers, points, allocations = map_data(incident)
-    paths["map"] = str(
-        write_capacity_map(
-            os.path.join(out_dir, "map.html"),
-            boundary=region["boundary_geometry"],
-            suppliers=suppliers,
-            demand_points=points,
-            allocations=allocations,
-            title=f"{incident.title}：供应能力图",
-        )
+    page = build_capacity_map(
+        boundary=region["boundary_geometry"],
+        suppliers=suppliers,
+        demand_points=points,
+        allocations=allocations,
+        title=f"{incident.title}：供应能力图",
     )
     # The page is rendered outside any request, as the drill runs from the command line.
     with current_app.test_request_context("/"), force_locale("zh_CN"):
         html = render_template("drills/report.html", report=report, map_href="map.html")
-    paths["report_html"] = os.path.join(out_dir, "report.html")
-    with open(paths["report_html"], "w", encoding="utf-8") as handle:
-        handle.write(html)
-    return {k: os.path.abspath(v) for k, v in paths.items()}
+
+    texts = {"report_json": report_json_text(report), "report_html": html, "map": page}
+    paths = dict(zip(texts, OUTPUT_FILES, strict=True))
+    for key, text in texts.items():
+        paths[key] = os.path.abspath(os.path.join(out_dir, paths[key]))
+        replace_file(paths[key], text)
+    return paths
+
+
+def replace_file(path, text):
+    """Write text to a temporary file beside `path`, then put it in place in one step."""
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -61,3 +61,4 @@ class TimelineEntry(db.Model):
     at = mapped_column(UTCDateTime, nullable=False)
     event: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="")
+    origin: Mapped[str] = mapped_column(String(80), default="", server_default="")

@@ -1,5 +1,6 @@
 """Opening incidents, changing their level, and writing their timeline."""
 
+import contextvars
 import logging
 
 from sqlalchemy import select
@@ -12,9 +13,16 @@ from app.process.models import LEVELS
 log = logging.getLogger(__name__)
 
 
+# What is writing: "" for a person or the drill engine, "<kind>:<subject>" for a timed
+# action's job. Lines of one instant sort by it, so parallel workers cannot reorder them.
+ORIGIN = contextvars.ContextVar("timeline_origin", default="")
+
+
 def record(incident, event, detail, at):
     """Add one line to the incident's timeline."""
-    entry = TimelineEntry(incident_id=incident.id, at=at, event=event, detail=detail)
+    entry = TimelineEntry(
+        incident_id=incident.id, at=at, event=event, detail=detail, origin=ORIGIN.get()
+    )
     db.session.add(entry)
     return entry
 

@@ -134,7 +134,7 @@ def window_minutes(supplier, rules):
     return window - rules.dispatch_minutes - rules.serving_minutes
 
 
-def _pair_block(supplier, demand, diet, minutes, rules):
+def pair_block(supplier, demand, diet, minutes, rules):
     """Why this supplier may not serve this diet at this point, or None when it may."""
     if diet != "regular" and diet not in supplier.diets:
         return "diet"
@@ -258,7 +258,7 @@ def _matrix(matrix, suppliers, place_of):
 def _shortfall(suppliers, demand, diet, meals, rules, matrix):
     """The unmet meals of one node, with the reason read off the suppliers' blocks."""
     blocks = [
-        _pair_block(s, demand, diet, travel_minutes(s, demand, rules, matrix), rules)
+        pair_block(s, demand, diet, travel_minutes(s, demand, rules, matrix), rules)
         for s in suppliers
     ]
     floor = rules.rating_floor.get(demand.type)

@@ -1,6 +1,7 @@
 """Suppliers and their capacity, demand points and their needs, allocations and tasks."""
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -59,6 +60,7 @@ class Supplier(db.Model):
     infant: Mapped[bool] = mapped_column(default=False)
     soft_diet: Mapped[bool] = mapped_column(default=False)
     hot_holding: Mapped[bool] = mapped_column(default=False)
+    chilled: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     fictitious: Mapped[bool] = mapped_column(default=False)
 
     def capacity_for(self, meal):
@@ -84,6 +86,73 @@ class SupplierSuspension(db.Model):
     lifted_at = mapped_column(UTCDateTime)
 
     supplier: Mapped[Supplier] = relationship()
+
+
+class CapacityReport(db.Model):
+    """Meals a supplier says it can cook for one meal from an instant on (产能上报),
+    replacing its standing figure; a drill's reports belong to the drill's incident."""
+
+    __table_args__ = (
+        CheckConstraint("meals >= 0", name="meals_not_negative"),
+        Index("ix_capacity_report_lookup", "scope", "supplier_id", "meal", "valid_from"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("supplier.id"))
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"))
+    meal: Mapped[str] = mapped_column(String(10))
+    meals: Mapped[int]
+    valid_from = mapped_column(UTCDateTime, nullable=False)
+    reported_at = mapped_column(UTCDateTime, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    supplier: Mapped[Supplier] = relationship()
+
+
+class SupplierBooking(db.Model):
+    """Meals booked from a supplier for one serving time, in one scope (real incidents
+    share "live"; each drill has its own). Bookings change only by a conditional update,
+    so two requests can never together book more than the supplier can cook."""
+
+    __table_args__ = (
+        UniqueConstraint("scope", "supplier_id", "serve_at"),
+        CheckConstraint("booked >= 0", name="booked_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("supplier.id"))
+    serve_at = mapped_column(UTCDateTime, nullable=False)
+    booked: Mapped[int] = mapped_column(default=0)
+
+
+class TravelTime(db.Model):
+    """Measured minutes from a supplier to a demand point (from a routing engine or a
+    survey), used by the allocation in place of the great-circle estimate."""
+
+    __table_args__ = (
+        UniqueConstraint("supplier_id", "demand_point_id"),
+        CheckConstraint("minutes >= 0", name="minutes_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("supplier.id"))
+    demand_point_id: Mapped[int] = mapped_column(ForeignKey("demand_point.id"))
+    minutes: Mapped[float]
+    source: Mapped[str | None] = mapped_column(String(200))
+
+
+class HazardArea(db.Model):
+    """An area declared unsafe during an incident (flooded, cordoned): no supplier inside
+    it is given work while it stands. `geometry` is GeoJSON in WGS-84."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    geometry: Mapped[dict] = mapped_column(JSON)
+    declared_at = mapped_column(UTCDateTime, nullable=False)
+    lifted_at = mapped_column(UTCDateTime)
 
 
 class DemandPoint(db.Model):
@@ -153,6 +222,8 @@ class AllocationRun(db.Model):
     demand_meals: Mapped[int]
     allocated_meals: Mapped[int]
     shortfall: Mapped[list] = mapped_column(JSON)
+    # Tasks this solve took away from their supplier, each with why and what replaced it.
+    moves: Mapped[list | None] = mapped_column(JSON)
     solved_at = mapped_column(UTCDateTime, nullable=False)
 
 

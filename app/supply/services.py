@@ -11,7 +11,7 @@ from app.coordination.services import notify
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.incidents.services import record
-from app.supply import allocation
+from app.supply import allocation, capacity
 from app.supply.models import (
     DELIVERED_TASK_STATUSES,
     MEALS,
@@ -105,60 +105,78 @@ def suspended_supplier_ids(incident):
     return set(db.session.scalars(query))
 
 
-def _committed_meals(incident, serve_at):
-    """Meals each supplier already owes for this meal, and each point already gets by diet.
-
-    TODO: only this incident's tasks are counted, so two incidents open at once can each
-    book a supplier's whole capacity for the same meal.
-    """
-    tasks = db.session.scalars(
-        select(SupplyTask).where(
-            SupplyTask.incident_id == incident.id,
-            SupplyTask.serve_at == serve_at,
-            SupplyTask.status != "cancelled",
-        )
-    )
-    by_supplier = defaultdict(int)
-    by_point = defaultdict(lambda: defaultdict(int))
-    for task in tasks:
-        by_supplier[task.supplier_id] += task.meals
+def _covered(incident, serve_at):
+    """Meals each point already gets for one serving time, by diet, from live tasks."""
+    covered = defaultdict(lambda: defaultdict(int))
+    for task in _slot_tasks(incident, serve_at, exclude=("cancelled",)):
         for diet, meals in task.by_diet.items():
-            by_point[task.demand_point_id][diet] += meals
-    return by_supplier, by_point
+            covered[task.demand_point_id][diet] += meals
+    return covered
 
 
-def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None):
+def _slot_tasks(incident, serve_at, statuses=None, exclude=()):
+    query = select(SupplyTask).where(
+        SupplyTask.incident_id == incident.id, SupplyTask.serve_at == serve_at
+    )
+    if statuses is not None:
+        query = query.where(SupplyTask.status.in_(statuses))
+    if exclude:
+        query = query.where(SupplyTask.status.not_in(exclude))
+    return db.session.scalars(query.order_by(SupplyTask.id)).all()
+
+
+def _settings(incident):
+    settings = incident.plan.settings or {}
+    return (
+        allocation.Rules.from_settings(settings),
+        set(settings.get("priority_types", [])),
+        tuple(settings.get("priority_diets", [])),
+    )
+
+
+def supplier_node(supplier, capacity):
+    return allocation.SupplierNode(
+        id=supplier.id,
+        lat=supplier.lat,
+        lon=supplier.lon,
+        capacity=max(0, capacity),
+        diets=frozenset(d for d in allocation.DIET_KINDS if supplier.can_serve(d)),
+        rating=supplier.rating,
+        risk_colour=supplier.risk_colour,
+        hot_holding=supplier.hot_holding,
+        chilled=supplier.chilled,
+    )
+
+
+def excluded_suppliers(incident, suppliers):
+    """Suppliers that may take no work now, each with the reason: suspended for this
+    incident (or for real), or inside one of its hazard areas."""
+    reasons = {s_id: "supplier suspended" for s_id in suspended_supplier_ids(incident)}
+    for s_id, area in capacity.suppliers_in_hazard(incident, suppliers).items():
+        reasons.setdefault(s_id, f"supplier inside hazard area {area}")
+    return reasons
+
+
+def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None, moves=None):
     """Solve the allocation for what is still uncovered at one meal and create the tasks.
 
-    Tasks already accepted stay where they are; only the remainder is solved. Each new task
-    is written with its dispatch intent in the caller's transaction.
+    Tasks not cancelled stay where they are; only the remainder is solved, against what
+    each supplier has left after its bookings. Each new task is booked and written with
+    its dispatch intent in the caller's transaction.
     """
     if meal not in MEALS:
         raise InvalidInput("unknown meal", {"meal": [f"must be one of {', '.join(MEALS)}"]})
-    # TODO: capacity is the supplier's standing figure; a supplier cannot yet report a
-    # changed capacity for one incident, so a kitchen short of staff is over-booked.
-    rules = allocation.Rules.from_settings(incident.plan.settings)
-    priority_types = set(incident.plan.settings.get("priority_types", []))
+    rules, priority_types, priority_diets = _settings(incident)
     demands = build_meal_demand(incident, meal, serve_at, at)
-    owed, covered = _committed_meals(incident, serve_at)
-    excluded = suspended_supplier_ids(incident)
+    covered = _covered(incident, serve_at)
 
-    suppliers = [
-        allocation.SupplierNode(
-            id=s.id,
-            lat=s.lat,
-            lon=s.lon,
-            capacity=max(0, s.capacity_for(meal) - owed[s.id]),
-            diets=frozenset(d for d in allocation.DIET_KINDS if s.can_serve(d)),
-            rating=s.rating,
-            risk_colour=s.risk_colour,
-            hot_holding=s.hot_holding,
-        )
-        for s in db.session.scalars(select(Supplier).where(Supplier.status == "active"))
-        if s.id not in excluded
-    ]
-    points = {}
-    nodes = []
+    active = capacity.active_suppliers()
+    excluded = excluded_suppliers(incident, active)
+    allowed = [s for s in active if s.id not in excluded]
+    limits = capacity.capacities(incident, meal, serve_at, allowed)
+    owed = capacity.booked(incident, serve_at)
+    suppliers = [supplier_node(s, limits[s.id] - owed.get(s.id, 0)) for s in allowed]
+    points, nodes = {}, []
     for row in demands:
         point = row.demand_point
         points[point.id] = point
@@ -176,13 +194,14 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
             )
         )
 
-    solution = allocation.solve(suppliers, nodes, rules)
+    matrix = capacity.travel_times(suppliers, points.values())
+    solution = allocation.solve(suppliers, nodes, rules, matrix, priority_diets)
     run = AllocationRun(
         incident_id=incident.id,
         meal=meal,
         serve_at=serve_at,
         trigger=trigger,
-        method="min-cost flow (OR-Tools network simplex)",
+        method="LP in order of priority, fill, meals, minutes (HiGHS, priced pairs)",
         cost=solution.cost,
         demand_meals=sum(sum(n.by_diet.values()) for n in nodes),
         allocated_meals=sum(a.meals for a in solution.assignments),
@@ -198,12 +217,14 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
             }
             for s in solution.shortfall
         ],
+        moves=moves,
         solved_at=at,
     )
     db.session.add(run)
     db.session.flush()
 
-    tasks = _create_tasks(incident, run, solution.assignments, at, replaces or {})
+    by_id = {s.id: s for s in allowed}
+    tasks = _create_tasks(incident, run, solution.assignments, at, replaces or {}, by_id, limits)
     record(
         incident,
         "allocation_solved" if trigger == "plan" else "reallocation_solved",
@@ -224,8 +245,9 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
     return run, tasks
 
 
-def _create_tasks(incident, run, assignments, at, replaces):
-    """One task per supplier and point, with its dispatch intent, in the same transaction."""
+def _create_tasks(incident, run, assignments, at, replaces, suppliers, limits):
+    """One task per supplier and point, booked and with its dispatch intent, in the same
+    transaction."""
     grouped = defaultdict(lambda: {"meals": 0, "by_diet": defaultdict(int), "minutes": 0.0})
     for a in assignments:
         entry = grouped[(a.supplier_id, a.demand_id)]
@@ -235,6 +257,9 @@ def _create_tasks(incident, run, assignments, at, replaces):
 
     tasks = []
     for (supplier_id, point_id), entry in sorted(grouped.items()):
+        capacity.book(
+            incident, suppliers[supplier_id], run.serve_at, entry["meals"], limits[supplier_id]
+        )
         task = SupplyTask(
             key=uuid.uuid4().hex,
             incident_id=incident.id,
@@ -285,36 +310,164 @@ def suspend_supplier(supplier, incident, *, reason, at, rapid_test=None):
 
 
 def reallocate_after_suspension(suspension, incident, at):
-    """Cancel the suspended supplier's open tasks and solve their meals again elsewhere.
+    """Move the suspended supplier's open tasks elsewhere, serving time by serving time.
 
-    Returns the cancelled tasks; each new task points at the task it replaces.
+    Returns the tasks moved; each new task points at the task it replaces.
     """
-    open_tasks = db.session.scalars(
-        select(SupplyTask)
+    slots = db.session.execute(
+        select(SupplyTask.meal, SupplyTask.serve_at)
         .where(
             SupplyTask.incident_id == incident.id,
             SupplyTask.supplier_id == suspension.supplier_id,
             SupplyTask.status.in_(OPEN_TASK_STATUSES),
         )
-        .order_by(SupplyTask.serve_at, SupplyTask.id)
+        .distinct()
+        .order_by(SupplyTask.serve_at)
     ).all()
-    slots = defaultdict(dict)
-    for task in open_tasks:
+    moved = []
+    for meal, serve_at in slots:
+        moved += replan(incident, meal, serve_at, at, trigger="reallocation")[1]
+    name = suspension.supplier.name
+    record(incident, "tasks_reallocated", f"{len(moved)} tasks of {name} moved", at)
+    return moved
+
+
+# Tasks the supplier has said yes to; kept before those it has only been told of.
+ACCEPTED_STATUSES = ("accepted", "cooking", "sampled")
+
+
+def replan(incident, meal, serve_at, at, *, trigger="replan"):
+    """Solve one serving time again after a change (a supplier stopped, capacity or demand
+    changed, a hazard declared), keeping every open task where it stays feasible.
+
+    Returns (allocation run, moved tasks); the run's `moves` says which tasks moved, why,
+    and which new tasks replaced them.
+    """
+    open_tasks = _slot_tasks(incident, serve_at, statuses=OPEN_TASK_STATUSES)
+    # Accepted tasks first, then the rest by age: the later in this order, the sooner moved.
+    open_tasks.sort(key=lambda t: (t.status not in ACCEPTED_STATUSES, t.id))
+    reasons = _unservable(incident, open_tasks)
+    _over_capacity(incident, meal, serve_at, open_tasks, reasons)
+    _over_demand(incident, meal, serve_at, at, open_tasks, reasons)
+
+    moved = [task for task in open_tasks if task.id in reasons]
+    for task in moved:
         task.status = "cancelled"
-        task.cancel_reason = f"supplier suspended: {suspension.reason}"
+        task.cancel_reason = reasons[task.id]
         task.updated_at = at
-        slots[(task.meal, task.serve_at)][task.demand_point_id] = task.id
+        capacity.release(task)
     db.session.flush()
 
-    for (meal, serve_at), replaces in sorted(slots.items(), key=lambda kv: kv[0][1]):
-        allocate_meal(incident, meal, serve_at, at, trigger="reallocation", replaces=replaces)
-    record(
-        incident,
-        "tasks_reallocated",
-        f"{len(open_tasks)} tasks of {suspension.supplier.name} moved",
-        at,
+    moves = [_move(task) for task in moved]
+    replaces = {task.demand_point_id: task.id for task in moved}
+    run, tasks = allocate_meal(
+        incident, meal, serve_at, at, trigger=trigger, replaces=replaces, moves=moves
     )
-    return open_tasks
+    for move in moves:
+        move["replaced_by"] = [t.id for t in tasks if t.replaces_id == move["task"]]
+    run.moves = moves
+    if moved:
+        when = local_iso(serve_at)
+        log.info("incident %s: %s %s, %d tasks moved", incident.id, meal, when, len(moved))
+    return run, moved
+
+
+def _unservable(incident, tasks):
+    """Why each task whose supplier may no longer serve its point must move."""
+    rules = _settings(incident)[0]
+    suppliers = {t.supplier_id: t.supplier for t in tasks}
+    excluded = excluded_suppliers(incident, list(suppliers.values()))
+    reasons = {}
+    for task in tasks:
+        if task.supplier_id in excluded:
+            reasons[task.id] = excluded[task.supplier_id]
+        elif task.supplier.status != "active":
+            reasons[task.id] = f"supplier {task.supplier.status}"
+        elif not _still_allowed(task, rules):
+            reasons[task.id] = "supplier no longer allowed at the point"
+    return reasons
+
+
+def _over_capacity(incident, meal, serve_at, tasks, reasons):
+    """A supplier booked beyond its capacity now sheds its last tasks until it fits."""
+    suppliers = {t.supplier_id: t.supplier for t in tasks}
+    limits = capacity.capacities(incident, meal, serve_at, suppliers.values())
+    owed = capacity.booked(incident, serve_at)
+    for supplier_id, supplier in suppliers.items():
+        over = owed.get(supplier_id, 0) - limits[supplier_id]
+        over -= sum(t.meals for t in tasks if t.supplier_id == supplier_id and t.id in reasons)
+        for task in reversed(tasks):
+            if over <= 0:
+                break
+            if task.supplier_id == supplier_id and task.id not in reasons:
+                reasons[task.id] = f"{supplier.name} can cook {limits[supplier_id]} for {meal}"
+                over -= task.meals
+
+
+def _over_demand(incident, meal, serve_at, at, tasks, reasons):
+    """A point sent more of a diet than it now needs sheds its last tasks until it fits."""
+    demands = {
+        row.demand_point_id: row.by_diet for row in build_meal_demand(incident, meal, serve_at, at)
+    }
+    sent = defaultdict(lambda: defaultdict(int))
+    for task in _slot_tasks(incident, serve_at, exclude=("cancelled",)):
+        if task.id not in reasons:
+            for diet, meals in task.by_diet.items():
+                sent[task.demand_point_id][diet] += meals
+    for task in reversed(tasks):
+        if task.id in reasons:
+            continue
+        need = demands.get(task.demand_point_id, {})
+        got = sent[task.demand_point_id]
+        if any(got[diet] > need.get(diet, 0) for diet in task.by_diet):
+            reasons[task.id] = f"{task.demand_point.name} needs fewer meals"
+            for diet, meals in task.by_diet.items():
+                got[diet] -= meals
+
+
+def _move(task):
+    return {
+        "task": task.id,
+        "key": task.key,
+        "supplier": task.supplier.code,
+        "point": task.demand_point.code,
+        "meals": task.meals,
+        "status": "cancelled",
+        "reason": task.cancel_reason,
+    }
+
+
+def _still_allowed(task, rules):
+    """Whether the task's supplier still passes the hard rules for every diet it sends."""
+    supplier = supplier_node(task.supplier, task.meals)
+    point = task.demand_point
+    node = allocation.DemandNode(point.id, point.lat, point.lon, point.type, task.by_diet)
+    minutes = allocation.travel_minutes(
+        supplier, node, rules, capacity.travel_times([supplier], [point])
+    )
+    return all(
+        allocation.pair_block(supplier, node, diet, minutes, rules) is None for diet in task.by_diet
+    )
+
+
+def replan_from(incident, at, *, meal=None, supplier_id=None, point_id=None, since=None):
+    """Solve again every serving time, from `since` on, that has open tasks (of one
+    supplier or point, when given) or demand; returns the tasks moved."""
+    query = select(SupplyTask.meal, SupplyTask.serve_at).where(
+        SupplyTask.incident_id == incident.id, SupplyTask.status.in_(OPEN_TASK_STATUSES)
+    )
+    if meal is not None:
+        query = query.where(SupplyTask.meal == meal)
+    if supplier_id is not None:
+        query = query.where(SupplyTask.supplier_id == supplier_id)
+    if point_id is not None:
+        query = query.where(SupplyTask.demand_point_id == point_id)
+    if since is not None:
+        query = query.where(SupplyTask.serve_at >= since)
+    moved = []
+    for slot_meal, serve_at in db.session.execute(query.distinct().order_by(SupplyTask.serve_at)):
+        moved += replan(incident, slot_meal, serve_at, at, trigger="replan")[1]
+    return moved
 
 
 def _task_for_update(task, allowed, new_status, at):
