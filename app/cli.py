@@ -7,6 +7,7 @@ input exits 2 with the reason on stderr.
 import functools
 import json
 import logging
+import os
 import sys
 
 import click
@@ -15,6 +16,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
 from app.errors import DomainError, InvalidInput
+from app.extensions import db
 from app.queue import redis_holder
 
 log = logging.getLogger(__name__)
@@ -263,6 +265,58 @@ def supply_solve_orlib(path, capacity, time_limit):
             "method": solution.method,
         }
     )
+
+
+@supply_cli.command("import")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(("suppliers", "demand")), required=True)
+@click.option(
+    "--coords",
+    type=click.Choice(("wgs84", "gcj02", "bd09")),
+    default="wgs84",
+    show_default=True,
+    help="the datum of the file's coordinates; stored as WGS-84",
+)
+@handles_errors
+def supply_import(path, kind, coords):
+    """Import suppliers or demand points from a CSV or .xlsx file, all or nothing; rows
+    are matched by code. Prints JSON counts."""
+    from app.fixtures import configured_region, import_context
+    from app.schema import ensure_schema
+    from app.supply.imports import import_file
+
+    ensure_schema()
+    context = import_context(configured_region(), coords)
+    try:
+        summary = import_file(path, kind, context)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    _print_json(summary)
+
+
+@supply_cli.command("export")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(("suppliers", "demand")), required=True)
+@click.option(
+    "--headers",
+    type=click.Choice(("zh", "en")),
+    default="zh",
+    show_default=True,
+    help="Chinese headers, or the English field names",
+)
+@handles_errors
+def supply_export(path, kind, headers):
+    """Write every supplier or demand point to FILE (.csv or .xlsx, by its name). Prints
+    JSON with the count."""
+    from app.supply.imports import export_file
+
+    try:
+        rows = export_file(path, kind, language=headers)
+    except OSError as error:
+        _refuse(f"cannot write {path}: {error.strerror or error}")
+    _print_json({"kind": kind, "rows": rows, "file": os.path.abspath(path)})
 
 
 def register(app):

@@ -117,6 +117,8 @@ def from_environment(instance_path):
         "BAOGONG_ALERT_MAX_AGE_HOURS": _int("BAOGONG_ALERT_MAX_AGE_HOURS", 72, minimum=1),
         # The bearer token that may post alerts to the API; unset, posting is off.
         "BAOGONG_INGEST_TOKEN": os.environ.get("BAOGONG_INGEST_TOKEN") or None,
+        # The bearer token that may change suppliers, capacity and tasks; unset, read only.
+        "BAOGONG_API_TOKEN": os.environ.get("BAOGONG_API_TOKEN") or None,
         "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1, maximum=16),
         "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
         # An intent enqueued this long ago whose job is gone is put on the queue again.

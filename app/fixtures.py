@@ -5,29 +5,21 @@ changes nothing. Every file is read and checked before anything is written, so a
 is refused whole, naming the file and line, and the database is left as it was.
 """
 
-import codecs
-import csv
-import io
 import json
 import logging
-import math
 import os
 
 import yaml
 from shapely.errors import GEOSException
-from shapely.geometry import Point, shape
+from shapely.geometry import shape
 from sqlalchemy import select
 
 from app.errors import InvalidInput
 from app.extensions import db
 from app.organisation.models import PERSON_ROLES, Department, Person
 from app.process.services import import_plan
+from app.supply import imports
 from app.supply.models import (
-    DEMAND_POINT_TYPES,
-    RATINGS,
-    RISK_COLOURS,
-    SUPPLIER_TYPES,
-    DemandPoint,
     Supplier,
 )
 from app.types import utcnow
@@ -39,23 +31,9 @@ FIXTURES = os.path.join(ROOT, "fixtures")
 DEFAULT_REGION = os.path.join(FIXTURES, "zhenhai")
 DEFAULT_PLAN = os.path.join(FIXTURES, "plans", "zhenhai-catering-supply.yaml")
 
-SUPPLIER_COLUMNS = (
-    "code", "name", "type", "street_code", "lat", "lon", "breakfast", "lunch", "dinner",
-    "rating", "risk_colour", "halal", "vegetarian", "infant", "soft_diet", "hot_holding",
-    "fictitious",
-)  # fmt: skip
-DEMAND_POINT_COLUMNS = (
-    "code", "name", "type", "street_code", "lat", "lon", "capacity", "fictitious",
-)  # fmt: skip
 DEPARTMENT_KEYS = ("code", "name", "name_en", "kind", "people")
 PERSON_KEYS = ("code", "name", "role", "title", "phone", "on_duty")
 
-# A point further than this from the district boundary is refused as a likely typo or a
-# swapped latitude/longitude pair.
-MAX_KM_OUTSIDE = 20.0
-KM_PER_DEGREE = 111.0
-# No kitchen cooks, and no shelter holds, a million of anything: a larger count is a typo.
-MAX_COUNT = 1_000_000
 # Where the departments loader notes the line each YAML mapping starts on.
 LINE = "__line__"
 
@@ -72,17 +50,7 @@ def read_text(path):
             data = handle.read()
     except OSError as error:
         raise InvalidInput(f"{name} refused: cannot read it", {name: [error.strerror]}) from None
-
-    encodings = ("utf-8-sig",) if data.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
-    for encoding in encodings:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InvalidInput(
-        f"{name} refused: not UTF-8 or GB18030 text",
-        {name: ["save the file as UTF-8 or as GB18030 (GBK) text"]},
-    )
+    return imports.decode(data, name)
 
 
 def read_yaml(path, loader=yaml.SafeLoader):
@@ -127,6 +95,20 @@ def configured_region():
             raise InvalidInput("no region", {"BAOGONG_REGION": [f"no region.yaml in {region_dir}"]})
         region = current_app.extensions["baogong_region"] = load_region(region_dir)
     return region
+
+
+def import_context(region, coords="wgs84"):
+    """What an import of suppliers or demand points is checked against: the region's
+    boundary and streets, and how far outside it a place may lie."""
+    from flask import current_app
+
+    streets = [str(street.get("code")) for street in region.get("streets") or []]
+    return imports.Context(
+        shape(region["boundary_geometry"]),
+        streets,
+        coords=coords,
+        max_km_outside=current_app.config["BAOGONG_MAX_KM_OUTSIDE"],
+    )
 
 
 def load_region(region_dir=DEFAULT_REGION):
@@ -210,19 +192,6 @@ def _bool(value):
     raise ValueError(f"must be true or false, got {value!r}")
 
 
-def _count(value):
-    """A whole number, such as a meal capacity, written without thousands separators."""
-    text = value.strip()
-    if not (text.isascii() and text.isdigit()):
-        plain = text.replace(",", "")
-        hint = f"; write {plain}" if plain.isascii() and plain.isdigit() else ""
-        raise ValueError(f"must be a whole number, got {value!r}{hint}")
-
-    if int(text) > MAX_COUNT:
-        raise ValueError(f"must be at most {MAX_COUNT}, got {text}")
-    return int(text)
-
-
 def _choice(value, allowed):
     """One of a fixed set of codes, such as a rating or a supplier type."""
     text = value.strip() if isinstance(value, str) else value
@@ -241,76 +210,6 @@ def _mappings(value):
         if not isinstance(item, dict):
             raise ValueError(f"must each be a mapping of keys to values, got {item!r}")
     return value
-
-
-def _coordinates(lat_text, lon_text, boundary):
-    """Latitude and longitude of a point in or near the region."""
-    try:
-        lat, lon = float(lat_text), float(lon_text)
-    except ValueError:
-        raise ValueError("must be numbers") from None
-
-    if not (math.isfinite(lat) and math.isfinite(lon)):
-        raise ValueError("must be finite numbers")
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        hint = "; swapped latitude and longitude?" if -90 <= lon <= 90 else ""
-        raise ValueError(f"are outside the world ({lat}, {lon}){hint}")
-
-    distance_km = boundary.distance(Point(lon, lat)) * KM_PER_DEGREE
-    if distance_km > MAX_KM_OUTSIDE:
-        raise ValueError(
-            f"({lat}, {lon}) lie {distance_km:.0f} km outside the region; "
-            "swapped latitude and longitude?"
-        )
-    return lat, lon
-
-
-def _read_coordinates(record, boundary):
-    """The row's lat and lon, or None for both with the problem noted."""
-    row = record.values
-    found = record.check("lat/lon", _coordinates, row["lat"], row["lon"], boundary)
-    return found or (None, None)
-
-
-def _supplier(record, boundary):
-    """A supplier's values from one row of suppliers.csv."""
-    lat, lon = _read_coordinates(record, boundary)
-    return {
-        "code": record.read("code", _text, _length(Supplier, "code")),
-        "name": record.read("name", _text, _length(Supplier, "name")),
-        "type": record.read("type", _choice, SUPPLIER_TYPES),
-        "street_code": record.read("street_code", _text, _length(Supplier, "street_code"), False),
-        "lat": lat,
-        "lon": lon,
-        "breakfast_capacity": record.read("breakfast", _count),
-        "lunch_capacity": record.read("lunch", _count),
-        "dinner_capacity": record.read("dinner", _count),
-        "rating": record.read("rating", _choice, RATINGS),
-        "risk_colour": record.read("risk_colour", _choice, RISK_COLOURS),
-        "halal": record.read("halal", _bool),
-        "vegetarian": record.read("vegetarian", _bool),
-        "infant": record.read("infant", _bool),
-        "soft_diet": record.read("soft_diet", _bool),
-        "hot_holding": record.read("hot_holding", _bool),
-        "fictitious": record.read("fictitious", _bool),
-    }
-
-
-def _demand_point(record, boundary):
-    """A demand point's values from one row of demand_points.csv."""
-    lat, lon = _read_coordinates(record, boundary)
-    return {
-        "code": record.read("code", _text, _length(DemandPoint, "code")),
-        "name": record.read("name", _text, _length(DemandPoint, "name")),
-        "type": record.read("type", _choice, DEMAND_POINT_TYPES),
-        "street_code": record.read(
-            "street_code", _text, _length(DemandPoint, "street_code"), False
-        ),
-        "lat": lat,
-        "lon": lon,
-        "capacity": record.read("capacity", _count),
-        "fictitious": record.read("fictitious", _bool),
-    }
 
 
 def _note_repeated(problems, coded_lines, label):
@@ -333,87 +232,6 @@ def _refuse(name, problems):
         for line, messages in sorted(problems.items(), key=lambda item: item[0] or 0)
     }
     raise InvalidInput(f"{name} refused, nothing loaded", errors)
-
-
-def _csv_records(path):
-    """Each non-blank row of a CSV file as cells, with the line the row starts on."""
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    while True:
-        line = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            name = os.path.basename(path)
-            raise InvalidInput(
-                f"{name} refused: not readable as CSV", {f"{name} line {line}": [str(error)]}
-            ) from None
-
-        if any(cell.strip() for cell in cells):
-            yield line, cells
-
-
-def _check_header(name, header_line, header, columns):
-    """Refuse a header that lacks, repeats or adds columns, in one message per problem."""
-    if header is None:
-        raise InvalidInput(f"{name} refused: no rows", {name: ["the file is empty"]})
-
-    missing = [column for column in columns if column not in header]
-    unknown = [column or "(blank)" for column in header if column not in columns]
-    repeated = sorted({column for column in header if header.count(column) > 1})
-    problems = []
-    if missing:
-        problems.append(f"missing columns: {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown columns: {', '.join(unknown)}")
-    if repeated:
-        problems.append(f"repeated columns: {', '.join(repeated)}")
-    if problems:
-        _refuse(name, {header_line: problems})
-
-
-def _field_count_problem(found, expected):
-    """Why a row has the wrong number of fields; too many is nearly always a stray comma."""
-    if found > expected:
-        return (
-            "too many fields: a number like 1,200 must be written 1200 or quoted "
-            f"({found} fields for {expected} columns)"
-        )
-    return f"too few fields ({found} fields for {expected} columns)"
-
-
-def _read_rows(path, columns, parse):
-    """Parse every row of a CSV file; refuse the file with every bad row listed."""
-    name = os.path.basename(path)
-    records = _csv_records(path)
-    header_line, header = next(records, (1, None))
-    header = header and [column.strip() for column in header]
-    _check_header(name, header_line, header, columns)
-
-    rows, problems, codes = [], {}, []
-    code_index = header.index("code")
-    for line, cells in records:
-        if len(cells) != len(header):
-            problems[line] = [_field_count_problem(len(cells), len(header))]
-            # The code usually comes before the stray comma; a repeat is still worth naming.
-            if code_index < len(cells):
-                codes.append((cells[code_index].strip() or None, line))
-            continue
-
-        record = _Record(dict(zip(header, cells, strict=True)), line)
-        values = parse(record)
-        if record.problems:
-            problems[line] = record.problems
-        rows.append(values)
-        codes.append((values["code"], line))
-
-    _note_repeated(problems, codes, "code")
-    if problems:
-        _refuse(name, problems)
-    if not rows:
-        raise InvalidInput(f"{name} refused: no rows", {name: ["no rows below the header"]})
-    return rows
 
 
 def _yaml_record(entry, keys):
@@ -515,14 +333,6 @@ def _store_departments(departments):
     return {"departments": counts, "people": people_counts}
 
 
-def _store_rows(model, rows):
-    """Upsert checked rows of one kind; returns the counts."""
-    counts = _new_counts()
-    for values in rows:
-        _upsert(model, values, counts)
-    return counts
-
-
 def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):
     """Load the whole region pack in one transaction; returns counts per kind.
 
@@ -531,26 +341,18 @@ def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):
     already in the database: it is the plan incidents will run on.
     """
     region = load_region(region_dir)
-    boundary = shape(region["boundary_geometry"])
+    context = import_context(region)
     departments = _read_departments(os.path.join(region_dir, "departments.yaml"))
-    suppliers = _read_rows(
-        os.path.join(region_dir, "suppliers.csv"),
-        SUPPLIER_COLUMNS,
-        lambda record: _supplier(record, boundary),
-    )
-    points = _read_rows(
-        os.path.join(region_dir, "demand_points.csv"),
-        DEMAND_POINT_COLUMNS,
-        lambda record: _demand_point(record, boundary),
-    )
+    suppliers = imports.read_rows(os.path.join(region_dir, "suppliers.csv"), "suppliers", context)
+    points = imports.read_rows(os.path.join(region_dir, "demand_points.csv"), "demand", context)
     plan_document = read_yaml(plan_path)
     if plan_name is not None:
         _check_plan_name(plan_name, plan_document)
 
     try:
         summary = _store_departments(departments)
-        summary["suppliers"] = _store_rows(Supplier, suppliers)
-        summary["demand_points"] = _store_rows(DemandPoint, points)
+        summary["suppliers"] = imports.store("suppliers", suppliers)
+        summary["demand_points"] = imports.store("demand", points)
         db.session.flush()
 
         plan, outcome = import_plan(plan_document, utcnow())

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import time
 
@@ -162,6 +163,8 @@ def main():
         )
         result["speedup"] = round(seconds["lp_seconds"] / seconds["solver_seconds"], 2)
     result["greedy_excess"] = round(totals["greedy_cost"] / totals["optimal_cost"] - 1, 6)
+    # The most memory the process held at once, in MiB (Linux reports KiB).
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result))
 
 

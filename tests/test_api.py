@@ -151,7 +151,7 @@ def _raise(error):
         (lambda client: client.get("/api/no-such-endpoint"), 404),
         (lambda client: client.get("/api/suppliers?limit=0"), 422),
         (lambda client: client.get("/api/health?x=1"), 422),
-        (lambda client: client.post("/api/suppliers"), 405),
+        (lambda client: client.put("/api/suppliers"), 405),
         (lambda client: client.get("/test/conflict"), 409),
         (lambda client: client.get("/test/invalid"), 422),
     ],
@@ -189,7 +189,7 @@ def test_domain_and_http_errors_name_the_same_status(app, client):
 
 
 def test_method_not_allowed_says_which_methods_are(client):
-    response = client.post("/api/suppliers")
+    response = client.delete("/api/suppliers")
 
     assert response.status_code == 405
     assert "GET" in response.headers["Allow"]

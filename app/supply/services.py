@@ -6,6 +6,7 @@ import uuid
 from collections import defaultdict
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm.attributes import flag_modified
 
 from app.coordination.services import notify
 from app.errors import Conflict, InvalidInput
@@ -201,7 +202,7 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
         meal=meal,
         serve_at=serve_at,
         trigger=trigger,
-        method="LP in order of priority, fill, meals, minutes (HiGHS, priced pairs)",
+        method="LP in priority order (HiGHS, pricing)",
         cost=solution.cost,
         demand_meals=sum(sum(n.by_diet.values()) for n in nodes),
         allocated_meals=sum(a.meals for a in solution.assignments),
@@ -366,6 +367,7 @@ def replan(incident, meal, serve_at, at, *, trigger="replan"):
     for move in moves:
         move["replaced_by"] = [t.id for t in tasks if t.replaces_id == move["task"]]
     run.moves = moves
+    flag_modified(run, "moves")  # changed in place: say so, or the JSON column is not written
     if moved:
         when = local_iso(serve_at)
         log.info("incident %s: %s %s, %d tasks moved", incident.id, meal, when, len(moved))
@@ -595,3 +597,66 @@ def notify_supplier_of_task(task, at):
         at=at,
         data={"task_key": task.key, "meals": task.meals, "by_diet": task.by_diet},
     )
+
+
+def assign_by_hand(incident, supplier, point, *, meal, serve_at, meals, by_diet, at):
+    """A supply task set by the commander rather than the optimiser: the supplier must be
+    free to serve, able to cook every diet asked, and have the meals left; the task is
+    booked and written with its dispatch intent, or nothing is (Conflict)."""
+    if meal not in MEALS:
+        raise InvalidInput("unknown meal", {"meal": [f"must be one of {', '.join(MEALS)}"]})
+    by_diet = by_diet or {"regular": meals}
+    missing = [diet for diet in by_diet if by_diet[diet] and not supplier.can_serve(diet)]
+    if missing:
+        raise InvalidInput(
+            "supply task refused", {"by_diet": [f"{supplier.code} cooks no {', '.join(missing)}"]}
+        )
+    reason = excluded_suppliers(incident, [supplier]).get(supplier.id)
+    if reason is None and supplier.status != "active":
+        reason = f"supplier {supplier.status}"
+    if reason is not None:
+        raise Conflict(f"{supplier.code} may take no work: {reason}")
+
+    limit = capacity.capacities(incident, meal, serve_at, [supplier])[supplier.id]
+    rules = _settings(incident)[0]
+    node = supplier_node(supplier, limit)
+    demand = allocation.DemandNode(point.id, point.lat, point.lon, point.type, by_diet)
+    minutes = allocation.travel_minutes(
+        node, demand, rules, capacity.travel_times([supplier], [point])
+    )
+    blocks = {allocation.pair_block(node, demand, diet, minutes, rules) for diet in by_diet}
+    if "rating" in blocks:
+        floor = rules.rating_floor.get(point.type)
+        raise InvalidInput(
+            "supply task refused",
+            {"supplier": [f"a {point.type} takes {floor}-rated suppliers, {supplier.code} is "
+                          f"{supplier.rating}"]},
+        )  # fmt: skip
+    if "reach" in blocks:
+        raise InvalidInput(
+            "supply task refused",
+            {"supplier": [f"{minutes:.0f} minutes on the road breaks the holding window"]},
+        )
+    run = AllocationRun(
+        incident_id=incident.id,
+        meal=meal,
+        serve_at=serve_at,
+        trigger="by_hand",
+        method="set by hand",
+        cost=meals * minutes,
+        demand_meals=meals,
+        allocated_meals=meals,
+        shortfall=[],
+        solved_at=at,
+    )
+    db.session.add(run)
+    db.session.flush()
+    assignments = [
+        allocation.Assignment(supplier.id, point.id, diet, count, minutes)
+        for diet, count in by_diet.items()
+        if count > 0
+    ]
+    [task] = _create_tasks(incident, run, assignments, at, {}, {supplier.id: supplier},
+                           {supplier.id: limit})  # fmt: skip
+    record(incident, "task_set_by_hand", f"{supplier.name} → {point.name}: {meals} {meal}", at)
+    return task

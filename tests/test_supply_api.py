@@ -1,0 +1,232 @@
+"""The supply API: changes need the token, bad values get 422 naming the field, and two
+requests that would together over-book a supplier end in one 201 and one 409."""
+
+import io
+import threading
+from datetime import timedelta
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.supply.models import Supplier, SupplyTask
+from tests.helpers import T0, incident
+
+TOKEN = "test-api-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LUNCH = (T0 + timedelta(hours=4)).isoformat()
+NEW_SUPPLIER = {
+    "code": "ZH-SUP-900",
+    "name": '新"<鲜>"厨房',
+    "type": "central_kitchen",
+    "lat": 29.97,
+    "lon": 121.70,
+    "breakfast_capacity": 100,
+    "lunch_capacity": 120,
+    "dinner_capacity": 110,
+    "rating": "A",
+    "risk_colour": "green",
+}
+
+
+@pytest.fixture
+def api(app, region):
+    app.config["BAOGONG_API_TOKEN"] = TOKEN
+    return app.test_client()
+
+
+def _errors(response):
+    assert response.status_code == 422, response.get_data(as_text=True)
+    return response.get_json()["errors"]
+
+
+def test_changes_need_the_token(api):
+    assert api.post("/api/suppliers", json=NEW_SUPPLIER).status_code == 403
+    assert api.post("/api/suppliers", json=NEW_SUPPLIER,
+                    headers={"Authorization": "Bearer wrong"}).status_code == 403  # fmt: skip
+    assert api.get("/api/suppliers").status_code == 200
+
+
+def test_a_supplier_is_created_and_shown_literally(api):
+    response = api.post("/api/suppliers", json=NEW_SUPPLIER, headers=AUTH)
+
+    assert response.status_code == 201
+    assert response.get_json()["name"] == '新"<鲜>"厨房'
+    assert api.post("/api/suppliers", json=NEW_SUPPLIER, headers=AUTH).status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"colour": "red"}, "colour"),
+        ({"lat": float("nan")}, "lat"),
+        ({"lunch_capacity": float("inf")}, "lunch_capacity"),
+        ({"lunch_capacity": -5}, "lunch_capacity"),
+        ({"lunch_capacity": 10**9}, "lunch_capacity"),
+        ({"lunch_capacity": "1,200"}, "lunch_capacity"),
+        ({"lat": 121.70, "lon": 29.97}, "lat"),
+        ({"lat": 39.9, "lon": 116.4}, "lat"),
+        ({"rating": "D"}, "rating"),
+        ({"street_code": "330211999"}, "street_code"),
+    ],
+)
+def test_bad_supplier_values_are_refused_naming_the_field(api, change, field):
+    response = api.post("/api/suppliers", json={**NEW_SUPPLIER, **change}, headers=AUTH)
+
+    errors = _errors(response)
+    assert field in str(errors)
+    assert db.session.scalar(select(func.count(Supplier.id)).filter_by(code="ZH-SUP-900")) == 0
+
+
+def test_swapped_coordinates_say_so(api):
+    errors = _errors(api.post("/api/suppliers", json={**NEW_SUPPLIER, "lat": 121.7, "lon": 29.97},
+                              headers=AUTH))  # fmt: skip
+
+    assert "swapped" in str(errors)
+
+
+def test_a_supplier_is_changed_but_not_its_code(api):
+    supplier_id = api.post("/api/suppliers", json=NEW_SUPPLIER, headers=AUTH).get_json()["id"]
+
+    changed = api.patch(f"/api/suppliers/{supplier_id}", json={"lunch_capacity": 90}, headers=AUTH)
+    recoded = api.patch(f"/api/suppliers/{supplier_id}", json={"code": "X"}, headers=AUTH)
+
+    assert changed.status_code == 200 and changed.get_json()["lunch_capacity"] == 90
+    assert "code" in _errors(recoded)
+
+
+def test_a_csv_upload_imports_all_or_nothing(api):
+    good = '编码,名称,类型,纬度,经度,容纳人数\nZH-SH-90,新安置点,安置点,29.96,121.70,"1,200"\n'
+    bad = good + "ZH-SH-91,坏行,安置点,29.96,121.70,lots\n"
+
+    url = "/api/demand-points/import"
+    refused = api.post(
+        url, headers=AUTH, data={"file": (io.BytesIO(bad.encode("gb18030")), "p.csv")}
+    )
+    taken = api.post(
+        url, headers=AUTH, data={"file": (io.BytesIO(good.encode("gb18030")), "p.csv")}
+    )
+
+    assert "p.csv line 3" in _errors(refused)
+    assert taken.status_code == 200 and taken.get_json()["created"] == 1
+    points = api.get("/api/demand-points?limit=1000").get_json()
+    assert {p["code"]: p["capacity"] for p in points}["ZH-SH-90"] == 1200
+    assert "ZH-SH-91" not in {p["code"] for p in points}
+
+
+def test_export_gives_a_workbook_with_chinese_headers(api):
+    response = api.get("/api/suppliers/export?format=xlsx")
+
+    sheet = load_workbook(io.BytesIO(response.data)).worksheets[0]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("编码", "名称", "类型")
+    assert len(rows) == 1 + db.session.scalar(select(func.count(Supplier.id)))
+
+
+def _task(supplier="ZH-SUP-001", meals=100, **change):
+    return {"supplier": supplier, "demand_point": "ZH-SH-01", "meal": "lunch",
+            "serve_at": LUNCH, "meals": meals, **change}  # fmt: skip
+
+
+def test_a_task_set_by_hand_is_booked_and_over_capacity_is_409(api):
+    found = incident()
+    whole = db.session.scalar(select(Supplier).filter_by(code="ZH-SUP-001")).lunch_capacity
+    url = f"/api/incidents/{found.id}/supply-tasks"
+
+    first = api.post(url, json=_task(meals=whole - 10), headers=AUTH)
+    second = api.post(url, json=_task(meals=11), headers=AUTH)
+    third = api.post(url, json=_task(meals=10), headers=AUTH)
+
+    assert first.status_code == 201
+    assert second.status_code == 409 and "can take 10 more" in second.get_json()["message"]
+    assert third.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"serve_at": "2026-09-14T04:00:00"}, "serve_at"),
+        ({"meals": 0}, "meals"),
+        ({"meals": 1.5}, "meals"),
+        ({"meal": "supper"}, "meal"),
+        ({"by_diet": {"halal": 50}}, "by_diet"),
+        ({"by_diet": {"kosher": 100}}, "by_diet"),
+        ({"supplier": "ZH-SUP-999"}, "supplier"),
+    ],
+)
+def test_bad_tasks_are_refused_naming_the_field(api, change, field):
+    found = incident()
+
+    response = api.post(f"/api/incidents/{found.id}/supply-tasks", json=_task(**change),
+                        headers=AUTH)  # fmt: skip
+
+    assert field in str(_errors(response))
+    assert db.session.scalar(select(func.count(SupplyTask.id))) == 0
+
+
+def test_two_requests_that_together_overbook_get_one_201_and_one_409(app, api):
+    """Each request runs in its own thread, app context, session and database connection."""
+    found = incident()
+    whole = db.session.scalar(select(Supplier).filter_by(code="ZH-SUP-001")).lunch_capacity
+    url = f"/api/incidents/{found.id}/supply-tasks"
+    db.session.commit()
+    barrier = threading.Barrier(2)
+    codes = []
+
+    def post():
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        response = client.post(url, json=_task(meals=whole * 2 // 3), headers=AUTH)
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(codes) == [201, 409]
+    db.session.expire_all()
+    booked = db.session.scalar(select(func.sum(SupplyTask.meals)).filter_by(incident_id=found.id))
+    assert booked == whole * 2 // 3
+
+
+def test_a_capacity_report_and_an_allocation_through_the_api(api, run_worker):
+    found = incident()
+    from app.supply.services import demand_point_by_code, open_point
+
+    open_point(found, demand_point_by_code("ZH-SH-01"), headcount=2000, at=T0)
+    db.session.commit()
+
+    solved = api.post(f"/api/incidents/{found.id}/allocations",
+                      json={"meal": "lunch", "serve_at": LUNCH}, headers=AUTH)  # fmt: skip
+    tasks = api.get(f"/api/incidents/{found.id}/supply-tasks").get_json()
+    kitchen = tasks[0]["supplier"]
+    report = api.post(f"/api/incidents/{found.id}/capacity-reports", headers=AUTH,
+                      json={"supplier": kitchen, "meal": "lunch", "meals": 0,
+                            "valid_from": T0.isoformat()})  # fmt: skip
+
+    assert solved.status_code == 201 and solved.get_json()["allocated_meals"] == 2000
+    assert report.status_code == 201
+    from app.clock.services import tick
+
+    tick(T0)
+    run_worker()
+    runs = api.get(f"/api/incidents/{found.id}/allocations").get_json()
+    assert runs[-1]["trigger"] == "replan" and runs[-1]["moves"]
+    open_now = [t for t in api.get(f"/api/incidents/{found.id}/supply-tasks").get_json()
+                if t["status"] != "cancelled"]  # fmt: skip
+    assert kitchen not in {t["supplier"] for t in open_now}
+    assert sum(t["meals"] for t in open_now) == 2000
+
+
+def test_a_hazard_area_must_be_a_polygon(api):
+    found = incident()
+
+    point = {"type": "Point", "coordinates": [121.7, 29.9]}
+
+    response = api.post(f"/api/incidents/{found.id}/hazard-areas", headers=AUTH,
+                        json={"name": "x", "geometry": point})  # fmt: skip
+
+    assert "geometry" in _errors(response)
