@@ -129,4 +129,6 @@ def from_environment(instance_path):
         "OPENAPI_URL_PREFIX": "/api",
         "OPENAPI_JSON_PATH": "openapi.json",
         "JSON_AS_ASCII": False,
+        # Import files are at most 20 MiB; a larger body is refused before it is read.
+        "MAX_CONTENT_LENGTH": 21 * 1024 * 1024,
     }

@@ -1,10 +1,16 @@
-"""The command-centre pages. Until the full pages exist: drill runs, reports and maps."""
+"""The command-centre pages: drill runs with their reports and maps, alerts, and the
+suppliers and demand points with their files."""
 
+import hmac
 import os
 
 from flask import Blueprint, abort, render_template, send_file, url_for
-from flask_babel import get_locale, lazy_gettext
+from flask_babel import get_locale, gettext, lazy_gettext
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import func, select
+from wtforms import PasswordField, SelectField
+from wtforms.fields import SelectChoice
 
 from app.alerts.models import Alert
 from app.api.routes import ID
@@ -91,3 +97,80 @@ def alert_page(alert_id):
         actions=ACTIONS,
         verdicts=VERDICTS,
     )
+
+
+class ImportForm(FlaskForm):
+    """A file of suppliers or demand points to import; the form carries its CSRF token."""
+
+    kind = SelectField(
+        lazy_gettext("Kind"),
+        choices=[
+            SelectChoice("suppliers", lazy_gettext("Suppliers")),
+            SelectChoice("demand", lazy_gettext("Demand points")),
+        ],
+    )
+    coords = SelectField(
+        lazy_gettext("Coordinates"),
+        choices=[
+            SelectChoice("wgs84", lazy_gettext("WGS-84 (GPS, OpenStreetMap)")),
+            SelectChoice("gcj02", lazy_gettext("GCJ-02 (Amap, Tencent)")),
+            SelectChoice("bd09", lazy_gettext("BD-09 (Baidu)")),
+        ],
+    )
+    file = FileField(lazy_gettext("CSV or Excel file"), validators=[FileRequired()])
+    # TODO: until people sign in, the API token stands for the right to change data; the
+    # page cannot say who imported a file.
+    token = PasswordField(lazy_gettext("API token"))
+
+
+@bp.route("/supply", methods=["GET", "POST"])
+def supply_page():
+    """Suppliers and demand points, an import form and export links."""
+    from flask import request
+
+    form = ImportForm()
+    outcome, errors = None, None
+    if request.method == "POST":
+        if form.validate_on_submit():
+            outcome, errors = _import_upload(form)
+        else:
+            errors = form.errors
+
+    page = render_template(
+        "supply/index.html",
+        form=form,
+        outcome=outcome,
+        errors=errors,
+        suppliers=db.session.scalars(select(Supplier).order_by(Supplier.code)).all(),
+        points=db.session.scalars(select(DemandPoint).order_by(DemandPoint.code)).all(),
+    )
+    return page, 422 if errors else 200
+
+
+def _import_upload(form):
+    """(counts, None) for an imported file, or (None, errors) with nothing imported."""
+    import tempfile
+
+    from flask import current_app
+
+    from app.errors import InvalidInput
+    from app.fixtures import configured_region, import_context
+    from app.supply import imports
+
+    token = current_app.config["BAOGONG_API_TOKEN"]
+    if not token or not hmac.compare_digest(form.token.data or "", token):
+        return None, {"token": [gettext("a valid API token is needed to import")]}
+
+    upload = form.file.data
+    suffix = os.path.splitext(upload.filename or "")[1][:8]
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "upload" + suffix)
+            upload.save(path)
+            context = import_context(configured_region(), form.coords.data)
+            outcome = imports.import_file(path, form.kind.data, context, upload.filename)
+        db.session.commit()
+    except InvalidInput as error:
+        db.session.rollback()
+        return None, {"": [str(error)], **error.errors}
+    return outcome, None

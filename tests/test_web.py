@@ -110,3 +110,57 @@ def test_a_finished_drill_serves_its_own_report_and_map(client, app):
 def test_impossible_drill_ids_are_404(client, run_id):
     assert client.get(f"/drills/{run_id}/report").status_code == 404
     assert client.get(f"/drills/{run_id}/map").status_code == 404
+
+
+def _csrf(page):
+    import re
+
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
+
+
+def test_the_supply_page_lists_suppliers_in_chinese_and_english(client, region):
+    from flask_babel import refresh
+
+    zh = client.get("/supply").get_data(as_text=True)
+    refresh()  # the test's app context outlives each request, and Babel keeps its choice there
+    en = client.get("/supply?lang=en").get_data(as_text=True)
+
+    assert "保供单位与需求点" in zh and "导入文件" in zh
+    assert "Suppliers and demand points" in en
+    assert "&#34;老街坊&#34;&lt;骆驼&gt;快餐店" in zh  # shown literally, never as markup
+
+
+def test_the_supply_page_imports_a_file_with_token_and_csrf(app, client, region):
+    import io
+
+    app.config["BAOGONG_API_TOKEN"] = "page-token"
+    token = _csrf(client.get("/supply").get_data(as_text=True))
+    body = "编码,名称,类型,纬度,经度,容纳人数\nZH-SH-95,页面导入点,安置点,29.96,121.70,300\n"
+
+    def post(**fields):
+        data = {"csrf_token": token, "kind": "demand", "coords": "wgs84", "token": "page-token",
+                "file": (io.BytesIO(body.encode("gbk")), "p.csv"), **fields}  # fmt: skip
+        return client.post("/supply", data=data, content_type="multipart/form-data")
+
+    assert post(csrf_token="forged").status_code == 422
+    assert post(token="wrong").status_code == 422
+    taken = post()
+
+    assert taken.status_code == 200
+    assert "页面导入点" in taken.get_data(as_text=True)
+
+
+def test_a_refused_file_on_the_page_names_its_rows(app, client, region):
+    import io
+
+    app.config["BAOGONG_API_TOKEN"] = "page-token"
+    token = _csrf(client.get("/supply").get_data(as_text=True))
+    body = "编码,名称,类型,纬度,经度,容纳人数\nZH-SH-95,坏,安置点,121.70,29.96,300\n"
+
+    response = client.post("/supply", content_type="multipart/form-data", data={
+        "csrf_token": token, "kind": "demand", "coords": "wgs84", "token": "page-token",
+        "file": (io.BytesIO(body.encode()), "p.csv")})  # fmt: skip
+
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "p.csv line 2" in page and "未导入任何数据" in page
