@@ -65,4 +65,20 @@ def register_error_handlers(app):
             headers["Allow"] = ", ".join(error.valid_methods)
 
         body = error_body(error.code, data.get("message", error.description), errors)
+        if not _wants_json():
+            return _error_page(error.code, body["message"]), error.code, headers
         return body, error.code, headers
+
+
+def _wants_json():
+    """The API answers in JSON; the pages answer a person, in a page."""
+    from flask import request
+
+    return request.path.startswith("/api") or request.accept_mimetypes.best == "application/json"
+
+
+def _error_page(code, message):
+    from flask import render_template
+
+    return render_template("error.html", code=code, status=HTTP_STATUS_CODES.get(code, ""),
+                           message=message)  # fmt: skip

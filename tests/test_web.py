@@ -164,3 +164,12 @@ def test_a_refused_file_on_the_page_names_its_rows(app, client, region):
     page = response.get_data(as_text=True)
     assert response.status_code == 422
     assert "p.csv line 2" in page and "未导入任何数据" in page
+
+
+def test_a_missing_page_is_a_page_and_a_missing_api_record_is_json(client):
+    page = client.get("/drills/999/report")
+    api = client.get("/api/incidents/999")
+
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "404" in page.get_data(as_text=True)
+    assert api.status_code == 404 and api.get_json()["code"] == 404

@@ -120,6 +120,7 @@ def build_report(run, incident, scenario):
             "run_id": run.id,
             "scenario": scenario.name,
             "title": scenario.title,
+            "title_en": scenario.data.get("title_en"),
             "sim_start": isoformat_utc(run.sim_start),
             "sim_end": isoformat_utc(run.sim_end),
         },
