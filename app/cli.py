@@ -296,6 +296,25 @@ def supply_import(path, kind, coords):
     _print_json(summary)
 
 
+@supply_cli.command("travel-times")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@handles_errors
+def supply_travel_times(path):
+    """Load measured travel minutes (columns supplier, demand_point, minutes, source) from
+    a CSV or .xlsx file; they replace the great-circle estimate for those pairs. Prints JSON."""
+    from app.schema import ensure_schema
+    from app.supply.imports import import_travel_times
+
+    ensure_schema()
+    try:
+        summary = import_travel_times(path)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    _print_json(summary)
+
+
 @supply_cli.command("export")
 @click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--kind", type=click.Choice(("suppliers", "demand")), required=True)

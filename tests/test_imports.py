@@ -213,3 +213,45 @@ def test_the_example_files_import(run, name, kind, options):
 
     assert code == 0, stderr
     assert answer["created"] >= 3
+
+
+def test_travel_times_load_and_replace_the_estimate(app, region, tmp_path):
+    from datetime import timedelta
+
+    from app.supply.services import allocate_meal
+    from tests.helpers import T0, incident, open_shelters
+
+    path = tmp_path / "times.csv"
+    # 骆驼's canteen lies far west of the old town; say a new road brings it to the door.
+    path.write_text("保供单位编码,需求点编码,车程分钟,来源\nZH-SUP-044,ZH-SH-01,0.5,survey\n",
+                    encoding="gbk")  # fmt: skip
+    result = app.test_cli_runner().invoke(args=["supply", "travel-times", str(path)])
+    found = incident()
+    open_shelters(found, {"ZH-SH-01": 100})
+
+    _, tasks = allocate_meal(found, "lunch", T0 + timedelta(hours=4), T0)
+
+    assert json.loads(result.stdout) == {"kind": "travel_times", "rows": 1}
+    assert [(t.supplier.code, t.travel_minutes) for t in tasks] == [("ZH-SUP-044", 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ("ZH-SUP-999,ZH-SH-01,5", "no known supplier"),
+        ("ZH-SUP-001,ZH-SH-99,5", "no known demand point"),
+        ("ZH-SUP-001,ZH-SH-01,-3", "minutes must be from 0"),
+        ("ZH-SUP-001,ZH-SH-01,nan", "minutes must be from 0"),
+    ],
+)
+def test_a_bad_travel_time_is_refused_naming_its_line(app, region, tmp_path, row, says):
+    path = tmp_path / "times.csv"
+    path.write_text(f"supplier,demand_point,minutes\nZH-SUP-001,ZH-SH-02,7\n{row}\n")
+
+    result = app.test_cli_runner().invoke(args=["supply", "travel-times", str(path)])
+
+    assert result.exit_code == 2
+    assert "times.csv line 3" in result.stderr and says in result.stderr
+    from app.supply.models import TravelTime
+
+    assert db.session.scalar(select(func.count(TravelTime.id))) == 0

@@ -647,3 +647,87 @@ def column_table(kind):
             required = "no"
         lines.append(f"| `{column.field}` | {names} | {column.unit} | {required} |")
     return "\n".join(lines)
+
+
+# Measured travel times: a third kind of file, rows naming a supplier and a point by code.
+
+TRAVEL_COLUMNS = (
+    Column("supplier", "保供单位编码", "supplier code", True, text(40)),
+    Column("demand_point", "需求点编码", "demand point code", True, text(40)),
+    Column("minutes", "车程分钟", "minutes on the road", True, None),
+    Column("source", "来源", "where the figure comes from", False, text(200, required=False)),
+)
+MAX_MINUTES = 24 * 60
+
+
+def minutes(value):
+    found = number(value)
+    if not (math.isfinite(found) and 0 <= found <= MAX_MINUTES):
+        raise ValueError(f"must be from 0 to {MAX_MINUTES} minutes, got {value!r}")
+    return found
+
+
+def import_travel_times(path, name=None):
+    """Measured minutes from suppliers to demand points (from a routing engine or a
+    survey), replacing the estimate for those pairs; all or nothing, every bad row named.
+    A pair given again replaces its earlier figure."""
+    from app.supply.models import TravelTime
+
+    name = name or os.path.basename(path)
+    unit, rows = read_cells(path, name)
+    if not rows:
+        raise InvalidInput(f"{name} refused: no rows", {name: ["the file is empty"]})
+    (header_line, header), body = rows[0], rows[1:]
+    mapping = _map_header(name, unit, header_line, header, TRAVEL_COLUMNS)
+    suppliers = dict(db.session.execute(select(Supplier.code, Supplier.id)).all())
+    points = dict(db.session.execute(select(DemandPoint.code, DemandPoint.id)).all())
+
+    parsed, problems, seen = {}, {}, {}
+    for line, cells in body:
+        where = f"{name} {unit} {line}"
+        given = {c.field: cell for c, cell in zip(mapping, cells, strict=False) if c is not None}
+        found = _travel_row(given, suppliers, points)
+        if isinstance(found, list):
+            problems[where] = found
+            continue
+        pair = found[:2]
+        if pair in seen:
+            problems[where] = [f"pair given on {unit}s {seen[pair]} and {line}"]
+            continue
+        seen[pair] = line
+        parsed[pair] = found[2:]
+    if problems:
+        raise InvalidInput(f"{name} refused, nothing imported", _in_line_order(problems))
+
+    existing = {
+        (row.supplier_id, row.demand_point_id): row
+        for row in db.session.scalars(select(TravelTime))
+    }
+    for (supplier_id, point_id), (value, source) in parsed.items():
+        row = existing.get((supplier_id, point_id))
+        if row is None:
+            db.session.add(TravelTime(supplier_id=supplier_id, demand_point_id=point_id,
+                                      minutes=value, source=source))  # fmt: skip
+        else:
+            row.minutes, row.source = value, source
+    db.session.flush()
+    return {"kind": "travel_times", "rows": len(parsed)}
+
+
+def _travel_row(given, suppliers, points):
+    """(supplier id, point id, minutes, source), or the row's problems."""
+    problems, values = [], {}
+    for column in TRAVEL_COLUMNS:
+        read = minutes if column.field == "minutes" else column.read
+        try:
+            values[column.field] = read(given.get(column.field))
+        except ValueError as error:
+            problems.append(f"{column.field} {error}")
+    if values.get("supplier") and values["supplier"] not in suppliers:
+        problems.append(f"supplier {values['supplier']!r} is no known supplier")
+    if values.get("demand_point") and values["demand_point"] not in points:
+        problems.append(f"demand_point {values['demand_point']!r} is no known demand point")
+    if problems:
+        return problems
+    return (suppliers[values["supplier"]], points[values["demand_point"]], values["minutes"],
+            values.get("source"))  # fmt: skip
