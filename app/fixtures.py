@@ -302,17 +302,7 @@ def _read_departments(path):
 def _upsert(model, values, counts):
     """Create the row with this code, or bring it up to date; counts what happened."""
     row = db.session.scalar(select(model).filter_by(code=values["code"]))
-    if row is None:
-        db.session.add(model(**values))
-        counts["created"] += 1
-        return
-
-    changed = False
-    for key, value in values.items():
-        if getattr(row, key) != value:
-            setattr(row, key, value)
-            changed = True
-    counts["updated" if changed else "unchanged"] += 1
+    imports.upsert(model, values, counts, row)
 
 
 def _new_counts():

@@ -19,7 +19,6 @@ import numbers
 import os
 import re
 import reprlib
-import tempfile
 from base64 import b64encode
 from collections.abc import Mapping
 from decimal import Decimal
@@ -192,19 +191,10 @@ def write_capacity_map(path: str | os.PathLike, **kwargs) -> Path:
 
     The page is written to a temporary file first, so a reader never sees half a map.
     """
-    target = Path(path)
-    page = build_capacity_map(**kwargs)
+    from app.files import replace_file
 
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(page)
-        # mkstemp makes the file private to its owner; a map is meant to be served and read.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    target = Path(path)
+    replace_file(target, build_capacity_map(**kwargs))
     return target
 
 

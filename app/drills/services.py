@@ -11,6 +11,7 @@ from app.drills.report import build_report, map_data, report_json_text
 from app.drills.scenario import load_scenario
 from app.errors import InvalidInput
 from app.extensions import db
+from app.files import replace_file
 from app.fixtures import FIXTURES, fixtures_present, load_all, load_region
 from app.process.services import latest_plan
 from app.schema import ensure_schema
@@ -232,18 +233,3 @@ def write_outputs(report, run, incident, region, out_dir):
         paths[key] = os.path.abspath(os.path.join(out_dir, paths[key]))
         replace_file(paths[key], text)
     return paths
-
-
-def replace_file(path, text):
-    """Write text to a temporary file beside `path`, then put it in place in one step."""
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

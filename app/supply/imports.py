@@ -552,19 +552,23 @@ def store(kind, rows):
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     existing = {row.code: row for row in db.session.scalars(select(model))}
     for _line, values in rows:
-        row = existing.get(values["code"])
-        if row is None:
-            db.session.add(model(**values))
-            counts["created"] += 1
-            continue
-        changed = False
-        for key, value in values.items():
-            if getattr(row, key) != value:
-                setattr(row, key, value)
-                changed = True
-        counts["updated" if changed else "unchanged"] += 1
+        upsert(model, values, counts, existing.get(values["code"]))
     db.session.flush()
     return counts
+
+
+def upsert(model, values, counts, row):
+    """Create a row from values, or bring `row` up to date; counts what happened."""
+    if row is None:
+        db.session.add(model(**values))
+        counts["created"] += 1
+        return
+    changed = False
+    for key, value in values.items():
+        if getattr(row, key) != value:
+            setattr(row, key, value)
+            changed = True
+    counts["updated" if changed else "unchanged"] += 1
 
 
 def import_file(path, kind, context, name=None):
@@ -592,7 +596,7 @@ def export_file(path, kind, language="zh"):
     """Write every record of a kind to a .csv (UTF-8 with BOM, which Excel opens as
     Unicode) or .xlsx file, with Chinese headers unless told English; returns the count.
     The file is written whole or not at all."""
-    import tempfile
+    from app.files import replace_file
 
     columns = columns_of(kind)
     header, rows = export_rows(kind)
@@ -602,17 +606,8 @@ def export_file(path, kind, language="zh"):
     if suffix not in (".csv", ".xlsx"):
         raise InvalidInput("export refused", {"file": ["name a .csv or .xlsx file"]})
 
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=suffix)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(
-                _xlsx_bytes(header, rows) if suffix == ".xlsx" else _csv_bytes(header, rows)
-            )
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    data = _xlsx_bytes(header, rows) if suffix == ".xlsx" else _csv_bytes(header, rows)
+    replace_file(path, data)
     return len(rows)
 
 
