@@ -7,6 +7,7 @@ input exits 2 with the reason on stderr.
 import functools
 import json
 import logging
+import math
 import os
 import sys
 
@@ -250,6 +251,8 @@ def supply_solve_orlib(path, capacity, time_limit):
         text = data.decode("ascii")
     except UnicodeDecodeError as error:
         _refuse(f"{path} is not a plain-text OR-Library file: {error}")
+    if not math.isfinite(time_limit):
+        _refuse("--time-limit must be a finite number of seconds")
     instance = read_orlib(text, capacity, name=path)
     solution = solve(instance, time_limit)
     _print_json(
@@ -286,6 +289,7 @@ def supply_import(path, kind, coords):
     from app.supply.imports import import_file
 
     ensure_schema()
+    db.session.commit()  # SQLite holds its write lock for a transaction: not while parsing
     context = import_context(configured_region(), coords)
     try:
         summary = import_file(path, kind, context)
@@ -306,6 +310,7 @@ def supply_travel_times(path):
     from app.supply.imports import import_travel_times
 
     ensure_schema()
+    db.session.commit()  # SQLite holds its write lock for a transaction: not while parsing
     try:
         summary = import_travel_times(path)
         db.session.commit()

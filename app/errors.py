@@ -1,5 +1,6 @@
 """Domain errors raised by services; the HTTP boundary maps them to status codes."""
 
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -54,6 +55,19 @@ def register_error_handlers(app):
     @app.errorhandler(DomainError)
     def handle_domain_error(error):
         return error_body(error.status, str(error), getattr(error, "errors", None)), error.status
+
+    @app.errorhandler(OperationalError)
+    def handle_busy_database(error):
+        """SQLite's write lock held past the busy timeout: the request may be tried again."""
+        if "locked" not in str(error).lower():
+            raise error
+        from app.extensions import db
+
+        db.session.rollback()
+        message = "the database is busy with another change; try again"
+        if not _wants_json():
+            return _error_page(503, message), 503, {"Retry-After": "5"}
+        return error_body(503, message), 503, {"Retry-After": "5"}
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error):

@@ -255,3 +255,61 @@ def test_a_bad_travel_time_is_refused_naming_its_line(app, region, tmp_path, row
     from app.supply.models import TravelTime
 
     assert db.session.scalar(select(func.count(TravelTime.id))) == 0
+
+
+def test_a_workbook_that_unpacks_to_a_gigabyte_is_refused_unread(run, tmp_path):
+    import zipfile
+
+    path = tmp_path / "bomb.xlsx"
+    chunk = b"A" * (1 << 20)
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("xl/worksheets/sheet1.xml", "w") as member,
+    ):
+        for _ in range(200):
+            member.write(chunk)
+
+    code, _, stderr = run(path.read_bytes(), "bomb.xlsx", "demand")
+
+    assert code == 2 and "unpacks to 200 MiB" in stderr
+
+
+def test_a_file_in_two_encodings_is_refused(run):
+    data = _csv(f"ZH-SH-90,测试,shelter,,{LAT},{LON},10").encode("utf-8")
+    data += f"ZH-SH-91,测试乙,shelter,,{LAT},{LON},10\n".encode("gbk")
+
+    code, _, stderr = run(data)
+
+    assert code == 2 and "two encodings" in stderr
+    assert "lines 1, 2 are UTF-8 and lines 3 GBK" in stderr
+    assert not {"ZH-SH-90", "ZH-SH-91"} & set(_points())
+
+
+@pytest.mark.parametrize("suffix", ["csv", "xlsx"])
+def test_a_name_like_a_formula_is_exported_as_text_and_read_back_unchanged(
+    app, run, tmp_path, suffix
+):
+    formula = '=HYPERLINK("http://evil.example","c")'
+    text = 'code,name,type,lat,lon,capacity\nZH-SH-90,"=HYPERLINK(""http://evil.example"",""c"")"'
+    run(f"{text},shelter,{LAT},{LON},10\n".encode())
+    path = tmp_path / f"out.{suffix}"
+
+    app.test_cli_runner().invoke(args=["supply", "export", str(path), "--kind", "demand"])
+    code, answer, _ = run(path.read_bytes(), f"again.{suffix}")
+
+    if suffix == "xlsx":
+        cells = [c for row in load_workbook(path).worksheets[0].iter_rows() for c in row]
+        assert all(cell.data_type != "f" for cell in cells)
+    else:
+        assert f"'{formula}".replace('"', '""') in path.read_text(encoding="utf-8-sig")
+    assert code == 0 and answer["unchanged"] == answer["rows"]
+    assert _points()["ZH-SH-90"].name == formula
+
+
+def test_a_kitchen_cannot_be_both_hot_and_chilled(run):
+    header = "code,name,type,lat,lon,breakfast,lunch,dinner,rating,risk_colour,hot_holding,chilled"
+    row = f"ZH-SUP-900,厨房,canteen,{LAT},{LON},1,1,1,A,green,是,是"
+
+    code, _, stderr = run(f"{header}\n{row}\n".encode(), "s.csv", "suppliers")
+
+    assert code == 2 and "hot or chilled, not both" in stderr

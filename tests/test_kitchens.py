@@ -181,3 +181,13 @@ def test_the_command_refuses_with_exit_2(app, tmp_path, content, args, says):
     assert result.exit_code == 2
     assert says in result.stderr
     assert result.stdout == ""
+
+
+def test_nobody_to_feed_opens_no_kitchen(app):
+    """With no demand at all the optimum is nothing, proven; a solver must not open one."""
+    from app.supply.kitchens import read_orlib, solve
+
+    for text in ("2 2\n10 5\n10 5\n0 1 2\n0 2 1\n", "2 1\n10 5\n10 7\n0 1 2\n"):
+        solution = solve(read_orlib(text), 5)
+
+        assert (solution.objective, solution.open, solution.proven_optimal) == (0.0, [], True)

@@ -81,6 +81,13 @@ def test_a_cut_in_capacity_moves_only_what_no_longer_fits(planned):
     assert {m["task"] for m in run.moves} == {t.id for t in moved}
     assert all(f"can cook {booked // 2}" in m["reason"] for m in run.moves)
     assert all(m["replaced_by"] for m in run.moves)
+    # What replaced a task went to the same point, and says which task it stands in for.
+    for move, task in zip(run.moves, moved, strict=True):
+        for new in (db.session.get(SupplyTask, i) for i in move["replaced_by"]):
+            assert new.demand_point_id == task.demand_point_id
+            assert (
+                db.session.get(SupplyTask, new.replaces_id).demand_point_id == new.demand_point_id
+            )
 
 
 def test_accepted_tasks_are_the_last_to_move(region):

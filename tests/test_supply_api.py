@@ -230,3 +230,83 @@ def test_a_hazard_area_must_be_a_polygon(api):
                         json={"name": "x", "geometry": point})  # fmt: skip
 
     assert "geometry" in _errors(response)
+
+
+@pytest.mark.parametrize(
+    ("serve_at", "says"),
+    [
+        ("2026-09-14T19:00:00+00:00", "lunch is served about 11:30"),  # 03:00 the next day
+        ("2026-09-13T04:00:00+00:00", "already past"),
+        ("2026-12-14T04:00:00+00:00", "days ahead"),
+        ("9999-12-31T23:59:59-23:59", "outside the calendar"),
+        ("2150-01-01T04:00:00+00:00", "between 2000 and 2100"),
+        ("0001-01-01T00:00:00+01:00", "outside the calendar"),
+    ],
+)
+def test_a_serving_time_that_is_no_such_meal_is_refused(api, serve_at, says):
+    found = incident()
+
+    for url, body in [
+        (f"/api/incidents/{found.id}/supply-tasks", _task(serve_at=serve_at)),
+        (f"/api/incidents/{found.id}/allocations", {"meal": "lunch", "serve_at": serve_at}),
+    ]:
+        response = api.post(url, json=body, headers=AUTH)
+
+        errors = _errors(response)
+        assert says in str(errors.get("json", errors)["serve_at"])
+    assert db.session.scalar(select(func.count(SupplyTask.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"code": "API-\u0000X"}, "code"),
+        ({"code": "ZH SUP 901"}, "code"),
+        ({"name": "a\u0000b"}, "name"),
+        ({"name": "   "}, "name"),
+        ({"hot_holding": True, "chilled": True}, "chilled"),
+    ],
+)
+def test_text_the_imports_refuse_the_api_refuses_too(api, change, field):
+    response = api.post("/api/suppliers", json={**NEW_SUPPLIER, **change}, headers=AUTH)
+
+    assert field in _errors(response)["json"]
+    assert db.session.scalar(select(func.count(Supplier.id)).filter_by(name="a\u0000b")) == 0
+
+
+def test_a_change_cannot_make_a_kitchen_both_hot_and_chilled(api):
+    supplier_id = api.post("/api/suppliers", json={**NEW_SUPPLIER, "hot_holding": True},
+                           headers=AUTH).get_json()["id"]  # fmt: skip
+
+    response = api.patch(f"/api/suppliers/{supplier_id}", json={"chilled": True}, headers=AUTH)
+
+    assert "chilled" in _errors(response)
+
+
+def test_a_closed_incident_takes_no_capacity_reports_or_hazard_areas(api):
+    found = incident()
+    found.status = "closed"
+    db.session.commit()
+    report = {"supplier": "ZH-SUP-001", "meal": "lunch", "meals": 5, "valid_from": LUNCH}
+    area = {"name": "x", "geometry": {"type": "Polygon", "coordinates": [
+        [[121.6, 29.9], [121.7, 29.9], [121.7, 30.0], [121.6, 29.9]]]}}  # fmt: skip
+
+    assert api.post(f"/api/incidents/{found.id}/capacity-reports", json=report,
+                    headers=AUTH).status_code == 409  # fmt: skip
+    assert api.post(f"/api/incidents/{found.id}/hazard-areas", json=area,
+                    headers=AUTH).status_code == 409  # fmt: skip
+
+
+def test_every_method_is_in_the_openapi_document(api):
+    paths = api.get("/api/openapi.json").get_json()["paths"]
+
+    assert {"get", "post"} <= set(paths["/api/suppliers"])
+    assert "patch" in paths["/api/demand-points/{row_id}"]
+
+
+def test_a_code_is_trimmed_so_a_padded_one_is_the_same_code(api):
+    first = api.post("/api/suppliers", json={**NEW_SUPPLIER, "code": " ZH-SUP-901 "}, headers=AUTH)
+    again = api.post("/api/suppliers", json={**NEW_SUPPLIER, "code": "ZH-SUP-901"}, headers=AUTH)
+
+    assert first.get_json()["code"] == "ZH-SUP-901"
+    assert again.status_code == 409

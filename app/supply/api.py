@@ -28,10 +28,12 @@ from app.supply.schemas import (
     AllocationRunSchema,
     CapacityReportOutSchema,
     CapacityReportSchema,
+    DemandPointChangeSchema,
     DemandPointSchema,
     ExportQuerySchema,
     HazardAreaSchema,
     ImportQuerySchema,
+    SupplierChangeSchema,
     SupplierSchema,
     SupplyTaskRequestSchema,
     SupplyTaskSchema,
@@ -43,8 +45,8 @@ blp = Blueprint("supply", __name__, url_prefix="/api", description="Suppliers, d
 
 # Master data: what each kind is, its schema and its import kind.
 KINDS = {
-    "suppliers": (Supplier, SupplierSchema, "suppliers"),
-    "demand-points": (DemandPoint, DemandPointSchema, "demand"),
+    "suppliers": (Supplier, SupplierSchema, SupplierChangeSchema, "suppliers"),
+    "demand-points": (DemandPoint, DemandPointSchema, DemandPointChangeSchema, "demand"),
 }
 
 
@@ -59,6 +61,14 @@ def _commit():
 
 def _incident(incident_id):
     return db.get_or_404(Incident, incident_id, description=f"No incident {incident_id}.")
+
+
+def _open_incident(incident_id):
+    """The incident, which must still be open to take changes (409 once closed)."""
+    found = _incident(incident_id)
+    if found.status == "closed":
+        raise Conflict(f"incident {incident_id} is closed")
+    return found
 
 
 def _check_place(values, model):
@@ -85,7 +95,7 @@ def _check_place(values, model):
 
 def _register_master(name):
     """List, create, read and change one kind of master data under /api/<name>."""
-    model, schema, _kind = KINDS[name]
+    model, schema, change, _kind = KINDS[name]
 
     class Collection(MethodView):
         @blp.arguments(PageQuery, location="query")
@@ -114,7 +124,7 @@ def _register_master(name):
             return db.get_or_404(model, row_id)
 
         @requires_token
-        @blp.arguments(schema(partial=True))
+        @blp.arguments(change(partial=True))
         @blp.response(200, schema)
         def patch(self, values, row_id):
             row = db.get_or_404(model, row_id)
@@ -124,13 +134,18 @@ def _register_master(name):
             _check_place(merged, model)
             for key, value in values.items():
                 setattr(row, key, value)
+            if getattr(row, "hot_holding", False) and getattr(row, "chilled", False):
+                raise InvalidInput(
+                    "change refused", {"chilled": ["a kitchen delivers hot or chilled, not both"]}
+                )
             _commit()
             return row
 
     Collection.__name__ = f"{model.__name__}Collection"
     Item.__name__ = f"{model.__name__}Item"
-    blp.add_url_rule(f"/{name}", view_func=Collection.as_view(Collection.__name__))
-    blp.add_url_rule(f"/{name}/<{ID}:row_id>", view_func=Item.as_view(Item.__name__))
+    # Through blp.route, so the OpenAPI document lists every method.
+    blp.route(f"/{name}", endpoint=Collection.__name__)(Collection)
+    blp.route(f"/{name}/<{ID}:row_id>", endpoint=Item.__name__)(Item)
 
 
 for _name in KINDS:
@@ -151,7 +166,7 @@ class Import(MethodView):
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             raise InvalidInput("import refused", {"file": ["send the file as form field file"]})
-        kind = KINDS[name][2]
+        kind = KINDS[name][3]
         context = import_context(configured_region(), coords)
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "upload" + os.path.splitext(upload.filename)[1][:8])
@@ -177,7 +192,7 @@ class Export(MethodView):
     @blp.response(200)
     def get(self, name, format, headers):
         """Every record of the kind as a CSV (UTF-8 with BOM) or .xlsx file."""
-        kind = KINDS[name][2]
+        kind = KINDS[name][3]
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, f"{name}.{format}")
             imports.export_file(path, kind, language=headers)
@@ -216,7 +231,7 @@ class CapacityReports(MethodView):
     def post(self, values, incident_id):
         """A supplier's new capacity for a meal from an instant on; the plan is solved
         again for the serving times it touches."""
-        found = _incident(incident_id)
+        found = _open_incident(incident_id)
         supplier = supply.supplier_by_code(values["supplier"])
         report = capacity.report_capacity(
             supplier,
@@ -239,7 +254,7 @@ class HazardAreas(MethodView):
     def post(self, values, incident_id):
         """Declare an area unsafe (GeoJSON Polygon, WGS-84): kitchens inside take no work,
         and their open tasks move."""
-        found = _incident(incident_id)
+        found = _open_incident(incident_id)
         hazard = capacity.declare_hazard(
             found, name=values["name"], geometry=values["geometry"], at=_now(found)
         )
@@ -262,10 +277,10 @@ class Allocations(MethodView):
     @blp.response(201, AllocationRunSchema)
     def post(self, values, incident_id):
         """Solve one meal: what is still uncovered goes to suppliers as new tasks."""
-        found = _incident(incident_id)
-        if found.status == "closed":
-            raise Conflict(f"incident {incident_id} is closed")
-        run, _tasks = supply.allocate_meal(found, values["meal"], values["serve_at"], _now(found))
+        found = _open_incident(incident_id)
+        at = _now(found)
+        supply.check_serving_time(found, values["meal"], values["serve_at"], at)
+        run, _tasks = supply.allocate_meal(found, values["meal"], values["serve_at"], at)
         _commit()
         _relay(found)
         return run
@@ -287,9 +302,7 @@ class SupplyTasks(MethodView):
     def post(self, values, incident_id):
         """Set a supply task by hand. Two requests that would together exceed what the
         supplier can cook: one succeeds, the other gets 409."""
-        found = _incident(incident_id)
-        if found.status == "closed":
-            raise Conflict(f"incident {incident_id} is closed")
+        found = _open_incident(incident_id)
         task = supply.assign_by_hand(
             found,
             supply.supplier_by_code(values["supplier"]),

@@ -181,14 +181,14 @@ def hazard_shape(geometry):
         raise InvalidInput(
             "hazard area refused", {"geometry": ["must be a GeoJSON Polygon or MultiPolygon"]}
         )
-    if not area.is_valid:
-        raise InvalidInput("hazard area refused", {"geometry": ["the polygon crosses itself"]})
     minx, miny, maxx, maxy = area.bounds
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise InvalidInput(
             "hazard area refused",
             {"geometry": ["coordinates are [longitude, latitude] in WGS-84 degrees"]},
         )
+    if not area.is_valid:
+        raise InvalidInput("hazard area refused", {"geometry": ["the polygon crosses itself"]})
     return area
 
 

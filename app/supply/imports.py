@@ -39,6 +39,8 @@ MAX_COUNT = 1_000_000
 # A spreadsheet larger than this is not a list of kitchens; openpyxl would hold it whole.
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 100_000
+# What the XML inside a workbook may add up to; a real list of kitchens is a few MiB.
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
 EARTH_RADIUS_KM = 6371.0088
 # Longitude and latitude differences of GCJ-02 and BD-09 are below 0.01 degrees; the
 # inverse is refined until it maps back within this.
@@ -96,6 +98,8 @@ def _plain(value, normal=True):
 def text(limit, required=True):
     def read(value):
         found = _plain(value, normal=False)
+        if found[:1] == "'" and found[1:2] and found[1:].startswith(FORMULA_STARTS):
+            found = found[1:]  # the quote an export put before a formula-like text
         if required and not found:
             raise ValueError("must not be empty")
         if len(found) > limit:
@@ -300,13 +304,41 @@ def decode(data, name):
     encodings = ("utf-8-sig",) if data.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
     for encoding in encodings:
         try:
-            return data.decode(encoding)
+            text_value = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        if encoding == "gb18030":
+            _refuse_mixed(data, name)
+        return text_value
     raise InvalidInput(
         f"{name} refused: not UTF-8 or GB18030 text",
         {name: ["save the file as UTF-8 or as GB18030 (GBK) text"]},
     )
+
+
+def _refuse_mixed(data, name):
+    """A file read as GB18030 in which some lines hold Chinese in UTF-8 was saved from two
+    sources; read either way, some of its names would be garbled."""
+    utf8, other = [], []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            utf8.append(number)
+        except UnicodeDecodeError:
+            other.append(number)
+    if utf8 and other:
+        raise InvalidInput(
+            f"{name} refused: two encodings in one file",
+            {name: [f"lines {_few(utf8)} are UTF-8 and lines {_few(other)} GBK/GB18030; "
+                    "save the whole file in one encoding"]},
+        )  # fmt: skip
+
+
+def _few(numbers):
+    shown = ", ".join(str(n) for n in numbers[:5])
+    return shown + (" ..." if len(numbers) > 5 else "")
 
 
 def _csv_rows(content, name):
@@ -325,12 +357,33 @@ def _csv_rows(content, name):
             yield line, cells
 
 
+def _check_unpacked_size(data, name):
+    """Refuse a workbook that unpacks to far more than it weighs (a zip bomb) before any
+    of it is read."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise InvalidInput(
+            f"{name} refused: not an Excel workbook", {name: [f"cannot open it: {error}"]}
+        ) from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise InvalidInput(
+            f"{name} refused",
+            {name: [f"unpacks to {unpacked // 2**20} MiB; at most "
+                    f"{MAX_UNPACKED_BYTES // 2**20} MiB are read"]},
+        )  # fmt: skip
+
+
 def _xlsx_rows(data, name):
     """The first sheet's rows; openpyxl reads the workbook's XML through defusedxml."""
     import zipfile
 
     from openpyxl import load_workbook
 
+    _check_unpacked_size(data, name)
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
@@ -446,6 +499,8 @@ def _row(mapping, cells, columns, context):
         values["street_code"] = street(given.get("street_code"), context)
     except ValueError as error:
         problems.append(f"street_code {error}")
+    if values.get("hot_holding") and values.get("chilled"):
+        problems.append("chilled a kitchen delivers hot or chilled, not both")
     return values, problems
 
 
@@ -586,9 +641,15 @@ def export_rows(kind):
     return header, rows
 
 
+# A cell starting with one of these runs as a formula when a spreadsheet opens the file.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _export_value(value):
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # shown as text, and read back without the quote
     return "" if value is None else value
 
 

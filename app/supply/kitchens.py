@@ -306,6 +306,9 @@ def solve(instance, time_limit=60.0, threads=1):
     """The best plan found within the time limit, with a lower bound and whether it is
     proven optimal."""
     started = time.perf_counter()
+    if instance.demand.sum() == 0:
+        # Nobody to feed: no kitchen opens, and nothing can cost less than nothing.
+        return Solution(0.0, 0.0, [], True, time.perf_counter() - started, "no demand")
 
     def left():
         return time_limit - (time.perf_counter() - started)

@@ -1,6 +1,9 @@
 """Request and response schemas of the supply API. Every input schema refuses unknown
 fields, NaN and Infinity, numbers out of range and instants without an offset."""
 
+import re
+from datetime import UTC
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.supply.models import (
@@ -14,11 +17,55 @@ from app.supply.models import (
 
 MAX_MEALS = 1_000_000
 COUNT = validate.Range(0, MAX_MEALS)
+# Instants outside these years are typing errors (and some are beyond what Python and the
+# databases hold).
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
+
+
+class Text(fields.String):
+    """Text as people type it, trimmed: never blank when required, never a control
+    character (PostgreSQL cannot even store NUL), at most `limit` characters."""
+
+    def __init__(self, limit, blank=False, **kwargs):
+        super().__init__(validate=validate.Length(max=limit), **kwargs)
+        self.blank = blank
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not text and not self.blank:
+            raise ValidationError("must not be blank")
+        if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in text):
+            raise ValidationError("must not hold control characters")
+        return text
+
+
+class Code(Text):
+    """A code: letters, digits, - _ . only, so that " A-1 " and "A-1" cannot both exist."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", text):
+            raise ValidationError("use letters, digits, '-', '_' and '.' only")
+        return text
+
+
+class Instant(fields.AwareDateTime):
+    """An ISO-8601 instant with its offset, in UTC, between the years 2000 and 2100."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        instant = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            instant = instant.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("is outside the calendar") from None
+        if not FIRST_YEAR <= instant.year < LAST_YEAR:
+            raise ValidationError(f"must lie between {FIRST_YEAR} and {LAST_YEAR}")
+        return instant
 
 
 def _count(**kwargs):
@@ -43,10 +90,10 @@ class Longitude(fields.Float):
 
 class SupplierSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
-    code = fields.String(required=True, validate=validate.Length(1, 40))
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    code = Code(40, required=True)
+    name = Text(200, required=True)
     type = fields.String(required=True, validate=validate.OneOf(SUPPLIER_TYPES))
-    street_code = fields.String(allow_none=True, validate=validate.Length(max=12))
+    street_code = Text(12, blank=True, allow_none=True)
     lat = Latitude(required=True)
     lon = Longitude(required=True)
     breakfast_capacity = _count(required=True)
@@ -63,26 +110,39 @@ class SupplierSchema(StrictSchema):
     chilled = fields.Boolean(load_default=False)
     fictitious = fields.Boolean(load_default=False)
 
+    @validates_schema
+    def check_holding(self, data, **kwargs):
+        if data.get("hot_holding") and data.get("chilled"):
+            raise ValidationError("a kitchen delivers hot or chilled, not both", "chilled")
+
 
 class DemandPointSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
-    code = fields.String(required=True, validate=validate.Length(1, 40))
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    code = Code(40, required=True)
+    name = Text(200, required=True)
     type = fields.String(required=True, validate=validate.OneOf(DEMAND_POINT_TYPES))
-    street_code = fields.String(allow_none=True, validate=validate.Length(max=12))
+    street_code = Text(12, blank=True, allow_none=True)
     lat = Latitude(required=True)
     lon = Longitude(required=True)
     capacity = _count(required=True)
     fictitious = fields.Boolean(load_default=False)
 
 
+class SupplierChangeSchema(SupplierSchema):
+    """A change to a supplier: any of its fields, given as a partial body."""
+
+
+class DemandPointChangeSchema(DemandPointSchema):
+    """A change to a demand point: any of its fields, given as a partial body."""
+
+
 class CapacityReportSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
-    supplier = fields.String(required=True, validate=validate.Length(1, 40))
+    supplier = Code(40, required=True)
     meal = fields.String(required=True, validate=validate.OneOf(MEALS))
     meals = _count(required=True)
-    valid_from = fields.AwareDateTime(required=True)
-    note = fields.String(validate=validate.Length(max=500))
+    valid_from = Instant(required=True)
+    note = Text(500, blank=True)
 
 
 class CapacityReportOutSchema(StrictSchema):
@@ -97,7 +157,7 @@ class CapacityReportOutSchema(StrictSchema):
 
 class AllocationRequestSchema(StrictSchema):
     meal = fields.String(required=True, validate=validate.OneOf(MEALS))
-    serve_at = fields.AwareDateTime(required=True)
+    serve_at = Instant(required=True)
 
 
 class AllocationRunSchema(StrictSchema):
@@ -117,10 +177,10 @@ class AllocationRunSchema(StrictSchema):
 class SupplyTaskRequestSchema(StrictSchema):
     """A supply task set by hand: the commander sends meals from one kitchen to one point."""
 
-    supplier = fields.String(required=True, validate=validate.Length(1, 40))
-    demand_point = fields.String(required=True, validate=validate.Length(1, 40))
+    supplier = Code(40, required=True)
+    demand_point = Code(40, required=True)
     meal = fields.String(required=True, validate=validate.OneOf(MEALS))
-    serve_at = fields.AwareDateTime(required=True)
+    serve_at = Instant(required=True)
     meals = fields.Integer(strict=True, required=True, validate=validate.Range(1, MAX_MEALS))
     by_diet = fields.Dict(
         keys=fields.String(validate=validate.OneOf(("regular", *DIETS))),
@@ -153,7 +213,7 @@ class SupplyTaskSchema(StrictSchema):
 
 class HazardAreaSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(1, 200))
+    name = Text(200, required=True)
     geometry = fields.Dict(required=True)
     declared_at = fields.AwareDateTime(dump_only=True)
 

@@ -4,6 +4,7 @@ re-allocation, the batch life of a task, and the figures of an incident."""
 import logging
 import uuid
 from collections import defaultdict
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm.attributes import flag_modified
@@ -360,12 +361,16 @@ def replan(incident, meal, serve_at, at, *, trigger="replan"):
     db.session.flush()
 
     moves = [_move(task) for task in moved]
-    replaces = {task.demand_point_id: task.id for task in moved}
+    # A new task at a point stands in for the largest task moved away from it; every move
+    # lists all the point's new tasks, as meals are re-planned per point, not per task.
+    replaces = {}
+    for task in sorted(moved, key=lambda t: t.meals):
+        replaces[task.demand_point_id] = task.id
     run, tasks = allocate_meal(
         incident, meal, serve_at, at, trigger=trigger, replaces=replaces, moves=moves
     )
-    for move in moves:
-        move["replaced_by"] = [t.id for t in tasks if t.replaces_id == move["task"]]
+    for move, task in zip(moves, moved, strict=True):
+        move["replaced_by"] = [t.id for t in tasks if t.demand_point_id == task.demand_point_id]
     run.moves = moves
     flag_modified(run, "moves")  # changed in place: say so, or the JSON column is not written
     if moved:
@@ -599,12 +604,45 @@ def notify_supplier_of_task(task, at):
     )
 
 
+# A meal may be served this long before or after the plan's time for it.
+SERVING_LEEWAY = timedelta(hours=2)
+# Meals are planned at most this far ahead, and not for a time already past.
+PLANNING_HORIZON = timedelta(days=7)
+
+
+def check_serving_time(incident, meal, serve_at, at):
+    """Refuse a serving time that is no such meal: far from the plan's time of that meal
+    (in the region's zone), already past, or beyond the planning horizon."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    times = (incident.plan.settings or {}).get("meal_times", {})
+    if serve_at < at:
+        raise InvalidInput("serving time refused", {"serve_at": ["is already past"]})
+    if serve_at > at + PLANNING_HORIZON:
+        raise InvalidInput(
+            "serving time refused",
+            {"serve_at": [f"is more than {PLANNING_HORIZON.days} days ahead"]},
+        )
+    if meal in times:
+        local = serve_at.astimezone(ZoneInfo(current_app.config["BAOGONG_TIMEZONE"]))
+        hour, minute = (int(part) for part in times[meal].split(":"))
+        planned = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if abs(local - planned) > SERVING_LEEWAY:
+            raise InvalidInput(
+                "serving time refused",
+                {"serve_at": [f"{meal} is served about {times[meal]}, not at {local:%H:%M}"]},
+            )
+
+
 def assign_by_hand(incident, supplier, point, *, meal, serve_at, meals, by_diet, at):
     """A supply task set by the commander rather than the optimiser: the supplier must be
     free to serve, able to cook every diet asked, and have the meals left; the task is
     booked and written with its dispatch intent, or nothing is (Conflict)."""
     if meal not in MEALS:
         raise InvalidInput("unknown meal", {"meal": [f"must be one of {', '.join(MEALS)}"]})
+    check_serving_time(incident, meal, serve_at, at)
     by_diet = by_diet or {"regular": meals}
     missing = [diet for diet in by_diet if by_diet[diet] and not supplier.can_serve(diet)]
     if missing:
