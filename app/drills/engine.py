@@ -30,6 +30,7 @@ from app.organisation.services import commander_of, commander_on_duty, liaison_o
 from app.process.services import activate, suggest_level
 from app.supply import dispatch
 from app.supply import services as supply
+from app.supply.allocation import Rules
 from app.supply.models import MEALS, Batch, SupplyTask
 from app.techsupport.services import record_rapid_test, retain_samples
 from app.types import local_iso, utcnow
@@ -401,20 +402,13 @@ class Engine:
         if self.incident is None:
             return
         self.leave(meal, serve_at)
-        settings = self.plan.settings
+        rules = Rules.from_settings(self.plan.settings or {})
         delivered = defaultdict(int)
         for task in self._tasks(serve_at, ("in_transit",)):
             batch = _batch_of(task)
             arrival = batch.left_at + timedelta(minutes=task.travel_minutes)
             temp = batch.dispatch_temp_c - 3.0
-            supply.deliver_batch(
-                batch,
-                at=arrival,
-                temp_c=temp,
-                serving_minutes=settings.get("serving_minutes", 30),
-                window_minutes=settings.get("holding_window_minutes", 120),
-                hot_window_minutes=settings.get("hot_holding_window_minutes", 240),
-            )
+            supply.deliver_batch(batch, at=arrival, temp_c=temp, rules=rules)
             if batch.status == "delivered":
                 delivered["meals"] += task.meals
                 delivered["tasks"] += 1

@@ -24,7 +24,6 @@ DIET_KINDS = ("regular", "halal", "vegetarian", "infant", "soft_diet")
 RATING_ORDER = {"A": 0, "B": 1, "C": 2}
 DEFAULT_RISK_WEIGHTS = {"green": 1.0, "yellow": 1.15, "orange": 1.4, "red": 2.0}
 EARTH_RADIUS_KM = 6371.0088
-HOLDING_MODES = ("ambient", "hot", "chilled")
 
 
 @dataclass(frozen=True)

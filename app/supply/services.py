@@ -517,15 +517,21 @@ def dispatch_batch(batch, *, at, temp_c):
     batch.status = "in_transit"
 
 
-def deliver_batch(batch, *, at, temp_c, serving_minutes, window_minutes, hot_window_minutes):
-    """Record arrival; a batch that breaks the holding rule is flagged and not served."""
+def deliver_batch(batch, *, at, temp_c, rules):
+    """Record arrival; a batch that breaks the holding rule of the plan's `rules` (its
+    temperature band and windows) is flagged and not served."""
     task = batch.supply_task
     _task_for_update(task, ("in_transit",), "delivered", at)
     batch.delivered_at = at
     batch.arrival_temp_c = temp_c
-    safe_temperature = temp_c >= 60 or temp_c < 8
-    window = hot_window_minutes if safe_temperature else window_minutes
-    held = (at - batch.cooked_at).total_seconds() / 60 + serving_minutes
+    low, high = rules.holding_band_c
+    if temp_c > high:
+        window = rules.hot_holding_window_minutes
+    elif temp_c < low:
+        window = rules.chilled_window_minutes
+    else:
+        window = rules.holding_window_minutes
+    held = (at - batch.cooked_at).total_seconds() / 60 + rules.serving_minutes
     if held > window:
         batch.status = "flagged"
         batch.flag = f"holding rule broken: {held:.0f} min from cooking to serving at {temp_c} °C"

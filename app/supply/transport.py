@@ -327,7 +327,6 @@ class _LP:
         for nodes, bound in limits:
             nodes = np.asarray(nodes, dtype=np.int32)
             highs.addRow(-inf, float(bound), len(nodes), nodes, np.ones(len(nodes)))
-        self.rows = n + m + len(limits)
         self.pairs = 0
 
     def add(self, suppliers, nodes, costs):
