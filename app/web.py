@@ -1,7 +1,6 @@
 """The command-centre pages: drill runs with their reports and maps, alerts, and the
 suppliers and demand points with their files."""
 
-import hmac
 import os
 
 from flask import Blueprint, abort, render_template, send_file, url_for
@@ -13,7 +12,7 @@ from wtforms import PasswordField, SelectField
 from wtforms.fields import SelectChoice
 
 from app.alerts.models import Alert
-from app.api.routes import ID
+from app.api.routes import ID, token_matches
 from app.drills.models import DrillRun
 from app.extensions import db
 from app.supply.models import DemandPoint, Supplier
@@ -151,14 +150,11 @@ def _import_upload(form):
     """(counts, None) for an imported file, or (None, errors) with nothing imported."""
     import tempfile
 
-    from flask import current_app
-
     from app.errors import InvalidInput
     from app.fixtures import configured_region, import_context
     from app.supply import imports
 
-    token = current_app.config["BAOGONG_API_TOKEN"]
-    if not token or not hmac.compare_digest(form.token.data or "", token):
+    if not token_matches("BAOGONG_API_TOKEN", form.token.data):
         return None, {"token": [gettext("a valid API token is needed to import")]}
 
     upload = form.file.data

@@ -294,37 +294,37 @@ class AlertById(MethodView):
         return alert
 
 
-def _check_ingest_token():
-    """Alerts open incidents, so only a holder of the ingest token may post them."""
+def token_matches(setting, given):
+    """Whether `given` is the token configured under `setting` (none set matches nothing)."""
     import hmac
 
+    from flask import current_app
+
+    token = current_app.config[setting]
+    return bool(token) and hmac.compare_digest(given or "", token)
+
+
+def _check_bearer(setting, what):
+    """403 unless the request carries `Authorization: Bearer` with the token of `setting`."""
     from flask import current_app, request
 
-    # TODO: one shared token, not per-user hashed tokens with roles; anyone holding it can
-    # post alerts and nothing records who did.
-    token = current_app.config["BAOGONG_INGEST_TOKEN"]
-    if not token:
-        abort(403, message="alert ingest over the API is off: set BAOGONG_INGEST_TOKEN")
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
-        abort(403, message="a valid Authorization: Bearer token is needed to post alerts")
+    # TODO: one shared token per door, not per-user hashed tokens with roles; anyone holding
+    # it may act, and nothing records who did.
+    if not current_app.config[setting]:
+        abort(403, message=f"{what} over the API is off: set {setting}")
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token_matches(setting, value.strip()):
+        abort(403, message=f"a valid Authorization: Bearer token is needed for {what}")
+
+
+def _check_ingest_token():
+    """Alerts open incidents, so only a holder of the ingest token may post them."""
+    _check_bearer("BAOGONG_INGEST_TOKEN", "posting alerts")
 
 
 def check_token():
     """Changes need a holder of the API token (BAOGONG_API_TOKEN); unset, the API only reads."""
-    import hmac
-
-    from flask import current_app, request
-
-    # TODO: one shared token, not per-user hashed tokens with roles; anyone holding it may
-    # change suppliers and tasks, and nothing records who did.
-    token = current_app.config["BAOGONG_API_TOKEN"]
-    if not token:
-        abort(403, message="changes over the API are off: set BAOGONG_API_TOKEN")
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
-        abort(403, message="a valid Authorization: Bearer token is needed for changes")
+    _check_bearer("BAOGONG_API_TOKEN", "changes")
 
 
 def requires_token(view):
