@@ -102,11 +102,8 @@ def book(incident, supplier, serve_at, meals, capacity):
         )
 
 
-def release(task):
+def release(incident, task):
     """Give a cancelled task's meals back to its supplier."""
-    from app.incidents.models import Incident
-
-    incident = db.session.get(Incident, task.incident_id)
     db.session.execute(
         update(SupplierBooking)
         .where(

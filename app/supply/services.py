@@ -257,11 +257,15 @@ def _create_tasks(incident, run, assignments, at, replaces, suppliers, limits):
         entry["by_diet"][a.diet] += a.meals
         entry["minutes"] = a.minutes
 
+    # One booking per supplier for all its new tasks: one conditional UPDATE each.
+    per_supplier = defaultdict(int)
+    for (supplier_id, _point_id), entry in grouped.items():
+        per_supplier[supplier_id] += entry["meals"]
+    for supplier_id, meals in sorted(per_supplier.items()):
+        capacity.book(incident, suppliers[supplier_id], run.serve_at, meals, limits[supplier_id])
+
     tasks = []
     for (supplier_id, point_id), entry in sorted(grouped.items()):
-        capacity.book(
-            incident, suppliers[supplier_id], run.serve_at, entry["meals"], limits[supplier_id]
-        )
         task = SupplyTask(
             key=uuid.uuid4().hex,
             incident_id=incident.id,
@@ -357,7 +361,7 @@ def replan(incident, meal, serve_at, at, *, trigger="replan"):
         task.status = "cancelled"
         task.cancel_reason = reasons[task.id]
         task.updated_at = at
-        capacity.release(task)
+        capacity.release(incident, task)
     db.session.flush()
 
     moves = [_move(task) for task in moved]
@@ -384,13 +388,14 @@ def _unservable(incident, tasks):
     rules = _settings(incident)[0]
     suppliers = {t.supplier_id: t.supplier for t in tasks}
     excluded = excluded_suppliers(incident, list(suppliers.values()))
+    matrix = capacity.travel_times(suppliers.values(), {t.demand_point for t in tasks})
     reasons = {}
     for task in tasks:
         if task.supplier_id in excluded:
             reasons[task.id] = excluded[task.supplier_id]
         elif task.supplier.status != "active":
             reasons[task.id] = f"supplier {task.supplier.status}"
-        elif not _still_allowed(task, rules):
+        elif not _still_allowed(task, rules, matrix):
             reasons[task.id] = "supplier no longer allowed at the point"
     return reasons
 
@@ -444,14 +449,13 @@ def _move(task):
     }
 
 
-def _still_allowed(task, rules):
-    """Whether the task's supplier still passes the hard rules for every diet it sends."""
+def _still_allowed(task, rules, matrix):
+    """Whether the task's supplier still passes the hard rules for every diet it sends;
+    `matrix` holds the measured minutes of the pairs concerned."""
     supplier = supplier_node(task.supplier, task.meals)
     point = task.demand_point
     node = allocation.DemandNode(point.id, point.lat, point.lon, point.type, task.by_diet)
-    minutes = allocation.travel_minutes(
-        supplier, node, rules, capacity.travel_times([supplier], [point])
-    )
+    minutes = allocation.travel_minutes(supplier, node, rules, matrix)
     return all(
         allocation.pair_block(supplier, node, diet, minutes, rules) is None for diet in task.by_diet
     )
