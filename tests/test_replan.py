@@ -139,6 +139,19 @@ def test_fewer_evacuees_shed_tasks_and_more_get_new_ones(planned):
     assert all("needs fewer meals" in t.cancel_reason for t in moved)
 
 
+def test_a_new_headcount_at_a_planned_point_replans_through_a_worker(planned, run_worker):
+    found, _tasks = planned
+    point = demand_point_by_code("ZH-SH-09")
+
+    open_point(found, point, headcount=1500, at=T0)
+    db.session.commit()
+    tick(T0)
+    run_worker()
+
+    served = sum(t.meals for t in _open_tasks(found) if t.demand_point_id == point.id)
+    assert served == 1500
+
+
 def test_a_suspension_moves_that_kitchen_and_nothing_else(planned, run_worker):
     found, tasks = planned
     kitchen = tasks[0].supplier

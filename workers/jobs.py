@@ -126,7 +126,8 @@ def _replan(action, incident, at):
             incident, at, meal=report.meal, supplier_id=report.supplier_id, since=report.valid_from
         )
     elif action.kind == "replan_hazard":
-        db.session.get(HazardArea, action.subject_id)
+        if db.session.get(HazardArea, action.subject_id).lifted_at is not None:
+            return "hazard area lifted"
         moved = replan_from(incident, at, since=at)
     else:
         opening = db.session.get(PointOpening, action.subject_id)

@@ -53,7 +53,23 @@ def open_point(incident, point, *, headcount, at, diets=None):
         incident_id=incident.id, demand_point_id=point.id, at=at, headcount=headcount, **diets
     )
     db.session.add(opening)
+    db.session.flush()
     record(incident, "point_opened", f"{point.name}: {headcount}", at)
+    # A point already planned for is planned again for its new headcount, in a job.
+    planned = db.session.scalar(
+        select(SupplyTask.id)
+        .where(
+            SupplyTask.incident_id == incident.id,
+            SupplyTask.demand_point_id == point.id,
+            SupplyTask.status.in_(OPEN_TASK_STATUSES),
+            SupplyTask.serve_at >= at,
+        )
+        .limit(1)
+    )
+    if planned is not None:
+        from app.clock.services import schedule
+
+        schedule("replan_demand", incident, opening.id, at)
     return opening
 
 
