@@ -285,19 +285,10 @@ def supply_import(path, kind, coords):
     """Import suppliers or demand points from a CSV or .xlsx file, all or nothing; rows
     are matched by code. Prints JSON counts."""
     from app.fixtures import configured_region, import_context
-    from app.schema import ensure_schema
     from app.supply.imports import import_file
 
-    ensure_schema()
-    db.session.commit()  # SQLite holds its write lock for a transaction: not while parsing
     context = import_context(configured_region(), coords)
-    try:
-        summary = import_file(path, kind, context)
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    _print_json(summary)
+    _import_whole(lambda: import_file(path, kind, context))
 
 
 @supply_cli.command("travel-times")
@@ -306,13 +297,20 @@ def supply_import(path, kind, coords):
 def supply_travel_times(path):
     """Load measured travel minutes (columns supplier, demand_point, minutes, source) from
     a CSV or .xlsx file; they replace the great-circle estimate for those pairs. Prints JSON."""
-    from app.schema import ensure_schema
     from app.supply.imports import import_travel_times
+
+    _import_whole(lambda: import_travel_times(path))
+
+
+def _import_whole(load):
+    """Run an import in one transaction of its own, committed whole or rolled back, and
+    print its counts."""
+    from app.schema import ensure_schema
 
     ensure_schema()
     db.session.commit()  # SQLite holds its write lock for a transaction: not while parsing
     try:
-        summary = import_travel_times(path)
+        summary = load()
         db.session.commit()
     except BaseException:
         db.session.rollback()

@@ -214,15 +214,8 @@ def _mappings(value):
 
 def _note_repeated(problems, coded_lines, label):
     """Note each code seen on an earlier line, under the later line, naming both."""
-    first_lines = {}
-    for code, line in coded_lines:
-        if code is None:
-            continue
-        if code in first_lines:
-            message = f"{label} {code} on lines {first_lines[code]} and {line}"
-            problems.setdefault(line, []).append(message)
-        else:
-            first_lines[code] = line
+    for code, first, line in imports.repeats(coded_lines):
+        problems.setdefault(line, []).append(f"{label} {code} on lines {first} and {line}")
 
 
 def _refuse(name, problems):

@@ -574,19 +574,23 @@ def km_outside(boundary, lat, lon):
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-def _note_repeated(problems, coded_lines, name, unit):
-    """Note each code seen on an earlier line, under the later line, naming both."""
+def repeats(coded_lines):
+    """(code, first line, later line) for each code seen again on a later line."""
     first = {}
     for code, line in coded_lines:
         if code is None:
             continue
         if code in first:
-            where = f"{name} {unit} {line}"
-            problems.setdefault(where, []).append(
-                f"code {code} on {unit}s {first[code]} and {line}"
-            )
+            yield code, first[code], line
         else:
             first[code] = line
+
+
+def _note_repeated(problems, coded_lines, name, unit):
+    """Note each code seen on an earlier line, under the later line, naming both."""
+    for code, first, line in repeats(coded_lines):
+        where = f"{name} {unit} {line}"
+        problems.setdefault(where, []).append(f"code {code} on {unit}s {first} and {line}")
 
 
 def _in_line_order(problems):

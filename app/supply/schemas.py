@@ -4,8 +4,9 @@ fields, NaN and Infinity, numbers out of range and instants without an offset.""
 import re
 from datetime import UTC
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from app.api.routes import StrictSchema
 from app.supply.models import (
     DEMAND_POINT_TYPES,
     DIETS,
@@ -20,11 +21,6 @@ COUNT = validate.Range(0, MAX_MEALS)
 # Instants outside these years are typing errors (and some are beyond what Python and the
 # databases hold).
 FIRST_YEAR, LAST_YEAR = 2000, 2100
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
 
 
 class Text(fields.String):
