@@ -195,8 +195,9 @@ def solve(suppliers, demands, rules, matrix=None, priority_diets=()):
             minutes = travel_minutes(s, d, rules, matrix)
             assignments.append(Assignment(s.id, d.id, diet, int(meals), minutes))
         cost = plan.cost
+    short = _Reasons(suppliers, rules, matrix) if unmet.any() else None
     shortfall = [
-        _shortfall(suppliers, d, diet, int(unmet[index]), rules, matrix)
+        Shortfall(d.id, diet, int(unmet[index]), short.reason(d, diet))
         for index, (d, diet, _) in enumerate(nodes)
         if unmet[index] > 0
     ]
@@ -254,11 +255,35 @@ def _matrix(matrix, suppliers, place_of):
     return transport.TravelMatrix(s_index, d_index, minutes.astype(float))
 
 
-def _shortfall(suppliers, demand, diet, meals, rules, matrix):
-    """The unmet meals of one node, with the reason read off the suppliers' blocks."""
-    blocks = [
-        pair_block(s, demand, diet, travel_minutes(s, demand, rules, matrix), rules)
-        for s in suppliers
-    ]
-    floor = rules.rating_floor.get(demand.type)
-    return Shortfall(demand.id, diet, meals, _reason(diet, blocks, floor))
+class _Reasons:
+    """Why a node went short, read off every supplier at once (as `pair_block` would one
+    by one): diet first, then the rating floor, then the holding window."""
+
+    def __init__(self, suppliers, rules, matrix):
+        self.rules = rules
+        self.lat = np.array([s.lat for s in suppliers], dtype=float)
+        self.lon = np.array([s.lon for s in suppliers], dtype=float)
+        self.window = np.array([window_minutes(s, rules) for s in suppliers], dtype=float)
+        self.rank = np.array([RATING_ORDER[s.rating] for s in suppliers], dtype=int)
+        self.cooks = {
+            diet: np.array([diet == "regular" or diet in s.diets for s in suppliers], bool)
+            for diet in DIET_KINDS
+        }
+        index_of = {s.id: index for index, s in enumerate(suppliers)}
+        self.measured = {}
+        for (s_id, d_id), minutes in (matrix or {}).items():
+            if s_id in index_of:
+                self.measured.setdefault(d_id, []).append((index_of[s_id], minutes))
+
+    def reason(self, demand, diet):
+        rules = self.rules
+        cooks = self.cooks[diet]
+        floor = rules.rating_floor.get(demand.type)
+        rated = self.rank <= RATING_ORDER[floor] if floor else np.ones(len(cooks), bool)
+        km = transport.road_km(demand.lat, demand.lon, self.lat, self.lon, rules.detour_factor)
+        minutes = km / rules.speed_kmh * 60.0
+        for index, measured in self.measured.get(demand.id, ()):
+            minutes[index] = measured
+        blocks = np.where(~cooks, "diet", np.where(~rated, "rating",
+                          np.where(minutes > self.window, "reach", "")))  # fmt: skip
+        return _reason(diet, [block or None for block in blocks.tolist()], floor)
