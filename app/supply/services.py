@@ -175,7 +175,9 @@ def excluded_suppliers(incident, suppliers):
     return reasons
 
 
-def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None, moves=None):
+def allocate_meal(
+    incident, meal, serve_at, at, *, trigger="plan", replaces=None, moves=None, demands=None
+):
     """Solve the allocation for what is still uncovered at one meal and create the tasks.
 
     Tasks not cancelled stay where they are; only the remainder is solved, against what
@@ -185,7 +187,8 @@ def allocate_meal(incident, meal, serve_at, at, *, trigger="plan", replaces=None
     if meal not in MEALS:
         raise InvalidInput("unknown meal", {"meal": [f"must be one of {', '.join(MEALS)}"]})
     rules, priority_types, priority_diets = _settings(incident)
-    demands = build_meal_demand(incident, meal, serve_at, at)
+    if demands is None:
+        demands = build_meal_demand(incident, meal, serve_at, at)
     covered = _covered(incident, serve_at)
 
     active = capacity.active_suppliers()
@@ -370,7 +373,8 @@ def replan(incident, meal, serve_at, at, *, trigger="replan"):
     open_tasks.sort(key=lambda t: (t.status not in ACCEPTED_STATUSES, t.id))
     reasons = _unservable(incident, open_tasks)
     _over_capacity(incident, meal, serve_at, open_tasks, reasons)
-    _over_demand(incident, meal, serve_at, at, open_tasks, reasons)
+    demands = build_meal_demand(incident, meal, serve_at, at)
+    _over_demand(incident, serve_at, demands, open_tasks, reasons)
 
     moved = [task for task in open_tasks if task.id in reasons]
     for task in moved:
@@ -387,7 +391,14 @@ def replan(incident, meal, serve_at, at, *, trigger="replan"):
     for task in sorted(moved, key=lambda t: t.meals):
         replaces[task.demand_point_id] = task.id
     run, tasks = allocate_meal(
-        incident, meal, serve_at, at, trigger=trigger, replaces=replaces, moves=moves
+        incident,
+        meal,
+        serve_at,
+        at,
+        trigger=trigger,
+        replaces=replaces,
+        moves=moves,
+        demands=demands,
     )
     for move, task in zip(moves, moved, strict=True):
         move["replaced_by"] = [t.id for t in tasks if t.demand_point_id == task.demand_point_id]
@@ -432,11 +443,10 @@ def _over_capacity(incident, meal, serve_at, tasks, reasons):
                 over -= task.meals
 
 
-def _over_demand(incident, meal, serve_at, at, tasks, reasons):
-    """A point sent more of a diet than it now needs sheds its last tasks until it fits."""
-    demands = {
-        row.demand_point_id: row.by_diet for row in build_meal_demand(incident, meal, serve_at, at)
-    }
+def _over_demand(incident, serve_at, demands, tasks, reasons):
+    """A point sent more of a diet than it now needs (its `demands` rows) sheds its last
+    tasks until it fits."""
+    demands = {row.demand_point_id: row.by_diet for row in demands}
     sent = defaultdict(lambda: defaultdict(int))
     for task in _slot_tasks(incident, serve_at, exclude=("cancelled",)):
         if task.id not in reasons:
