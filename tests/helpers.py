@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 from app.drills.models import DrillRun
 from app.extensions import db
 from app.incidents.services import open_incident
-from app.process.services import activate, latest_plan
+from app.process.response import activate
+from app.process.services import latest_plan
 from app.supply.services import demand_point_by_code, open_point
 
 T0 = datetime(2026, 9, 14, 0, 0, tzinfo=UTC)

@@ -242,7 +242,7 @@ def test_a_cancel_closes_an_incident_that_has_no_level_yet(ingest):
 
 
 def test_a_cancel_leaves_an_activated_response_to_the_commander(ingest):
-    from app.process.services import activate
+    from app.process.response import activate
     from app.types import utcnow
 
     _, first, _ = ingest(cap())

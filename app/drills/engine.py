@@ -21,13 +21,14 @@ from app.alerts.services import receive
 from app.clock.models import ScheduledAction
 from app.clock.services import requeue_lost, tick
 from app.drills.models import DrillRun
-from app.duties.models import DutyAssignment
+from app.duties.models import OPEN_STATUSES, DutyAssignment
 from app.duties.services import confirm
 from app.extensions import db
 from app.incidents.models import Incident
-from app.incidents.services import change_level, open_incident, record
+from app.incidents.services import open_incident, record
 from app.organisation.services import commander_of, commander_on_duty, liaison_of
-from app.process.services import activate, suggest_level
+from app.process.response import activate, end_response, enter_phase, set_level
+from app.process.services import suggest_level
 from app.supply import dispatch
 from app.supply import services as supply
 from app.supply.allocation import Rules
@@ -219,7 +220,7 @@ class Engine:
         self.advance(self.scenario.end)
         self.settle()
         if self.incident is not None and self.incident.status != "closed":
-            change_level(self.incident, None, reason="drill window ended", at=self.now)
+            end_response(self.incident, reason="drill window ended", at=self.now)
             db.session.commit()
 
     # Injects: what the people do ------------------------------------------------------
@@ -261,13 +262,20 @@ class Engine:
         self.incident.suggested_level = level
         self.incident.suggested_rule = rule
         record(self.incident, "level_suggested", f"{level}: {rule}", self.now)
+        enter_phase(self.incident, "warning", at=self.now, reason="alert received")
 
     def do_confirm_level(self, inject):
         level = inject.get("level") or self.incident.suggested_level
         if level is None:
             raise DrillError("no level was suggested and the inject names none")
         reason = inject.get("reason") or "commander confirms the suggested level"
-        activate(self.incident, level, at=self.now, reason=reason, by=commander_on_duty(self.plan))
+        activate(
+            self.incident,
+            level,
+            at=self.now,
+            reason=reason,
+            by=commander_on_duty(self.plan, self.now),
+        )
 
     def do_confirm_duties(self, inject):
         wanted = inject["departments"]
@@ -279,9 +287,9 @@ class Engine:
             code = assignment.department.code
             if code in skip or (wanted != "all" and code not in wanted):
                 continue
-            if assignment.confirmed_at is not None:
+            if assignment.status not in OPEN_STATUSES:
                 continue
-            person = liaison_of(assignment.department_id)
+            person = liaison_of(assignment.department_id, self.now)
             if person is None:
                 raise DrillError(f"department {code} has nobody on duty to confirm")
             confirm(assignment, person, self.now)
@@ -317,21 +325,20 @@ class Engine:
         )
 
     def do_change_level(self, inject):
-        change_level(
+        set_level(
             self.incident,
             inject["level"],
             reason=inject["reason"],
             at=self.now,
-            by=commander_of(self.incident),
+            by=commander_of(self.incident, self.now),
         )
 
     def do_end_response(self, inject):
-        change_level(
+        end_response(
             self.incident,
-            None,
             reason=inject["reason"],
             at=self.now,
-            by=commander_of(self.incident),
+            by=commander_of(self.incident, self.now),
         )
 
     # Meals: what the command centre and the suppliers do ------------------------------

@@ -22,18 +22,26 @@ class Duty(db.Model):
     legal_basis: Mapped[str] = mapped_column(Text)
     levels: Mapped[str] = mapped_column(String(20))
     confirm_within_minutes: Mapped[int]
+    # "level": assigned while the response level is one of `levels`; "suspected_poisoning":
+    # assigned the moment a suspected food poisoning is reported, before any level.
+    trigger: Mapped[str] = mapped_column(String(30), default="level", server_default="level")
+    measure: Mapped[str | None] = mapped_column(String(64))
 
     department: Mapped[Department] = relationship()
 
     def applies_at(self, level):
-        return level in self.levels.split(",")
+        return self.trigger == "level" and level in self.levels.split(",")
 
 
 class DutyAssignment(db.Model):
     """A duty assigned to a department for one incident, to be confirmed by a deadline.
 
-    Status runs assigned -> confirmed (or objected) -> closed; `overdue_at` and
-    `escalated_at` record when the clock ran out and when the chain was told.
+    Status runs assigned -> confirmed or objected -> closed. A level change that no longer
+    asks for the duty retires it; one that asks for it again assigns it afresh. An
+    objection goes to the commander, who upholds the duty (assigned again, with a new
+    deadline) or withdraws it (closed). `overdue_at` and `escalated_at` record when the
+    clock ran out and when the chain was first told; `escalation_step` counts the steps
+    of the chain told so far.
     """
 
     __table_args__ = (UniqueConstraint("incident_id", "duty_id"),)
@@ -51,7 +59,35 @@ class DutyAssignment(db.Model):
     reminded_at = mapped_column(UTCDateTime)
     overdue_at = mapped_column(UTCDateTime)
     escalated_at = mapped_column(UTCDateTime)
+    escalation_step: Mapped[int] = mapped_column(default=0, server_default="0")
+    objected_at = mapped_column(UTCDateTime)
+    closed_at = mapped_column(UTCDateTime)
+    close_note: Mapped[str | None] = mapped_column(Text)
 
     duty: Mapped[Duty] = relationship()
     department: Mapped[Department] = relationship()
     confirmed_by: Mapped[Person | None] = relationship()
+
+
+# Statuses in which an assignment still waits for its department.
+OPEN_STATUSES = ("assigned", "objected")
+
+
+class ChecklistItem(db.Model):
+    """One line of the plan's checklist for the incident's level and phase; a level or
+    phase change keeps the lines both ask for, retires the others and adds the new."""
+
+    __table_args__ = (UniqueConstraint("incident_id", "phase", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(4))
+    text: Mapped[str] = mapped_column(Text)
+    measure: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    done_at = mapped_column(UTCDateTime)
+    done_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    retired_at = mapped_column(UTCDateTime)

@@ -1,6 +1,6 @@
 """Incidents, their response levels over time, and what happened when."""
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -29,6 +29,13 @@ class Incident(db.Model):
     evacuees: Mapped[int | None]
     towns: Mapped[int | None]
     severity: Mapped[str | None] = mapped_column(String(20))
+    # warning, response, recovery or closure: which of the plan's checklists applies.
+    phase: Mapped[str | None] = mapped_column(String(20))
+    # The figures the level was suggested from (harmed, deaths, evacuees...), as reported.
+    figures: Mapped[dict | None] = mapped_column(JSON)
+    # Where a food-safety incident was reported: a demand point, or a place in words.
+    demand_point_id: Mapped[int | None] = mapped_column(ForeignKey("demand_point.id"))
+    place: Mapped[str | None] = mapped_column(Text)
     opened_at = mapped_column(UTCDateTime, nullable=False)
     activated_at = mapped_column(UTCDateTime)
     closed_at = mapped_column(UTCDateTime)

@@ -1,6 +1,7 @@
 """Who commands and who works: departments, people, and an incident's command structure."""
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -31,9 +32,32 @@ class Person(db.Model):
     role: Mapped[str] = mapped_column(String(20))
     title: Mapped[str | None] = mapped_column(String(200))
     phone: Mapped[str | None] = mapped_column(String(40))
+    # The standing roster: who holds the role when no shift covers the instant.
     on_duty: Mapped[bool] = mapped_column(default=True)
+    # False while someone cannot be reached (ill, travelling): their shift's substitute,
+    # or the next person of the standing roster, is paged instead.
+    available: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
+    email: Mapped[str | None] = mapped_column(String(200))
 
     department: Mapped[Department] = relationship(back_populates="people")
+
+
+class RosterShift(db.Model):
+    """A person on duty for a role of a department from one instant to another (值班表),
+    with the substitute who covers the shift if they cannot be reached."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    substitute_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    starts_at = mapped_column(UTCDateTime, nullable=False)
+    ends_at = mapped_column(UTCDateTime, nullable=False)
+    note: Mapped[str | None] = mapped_column(Text)
+
+    department: Mapped[Department] = relationship()
+    person: Mapped[Person] = relationship(foreign_keys=[person_id])
+    substitute: Mapped[Person | None] = relationship(foreign_keys=[substitute_id])
 
 
 class CommandPost(db.Model):

@@ -4,14 +4,17 @@ import logging
 
 from sqlalchemy import select
 
+from app.errors import InvalidInput
 from app.extensions import db
 from app.organisation.models import (
     CommandPost,
     Department,
     GroupMember,
     Person,
+    RosterShift,
     WorkingGroup,
 )
+from app.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +23,67 @@ def department(code):
     return db.session.scalar(select(Department).filter_by(code=code))
 
 
-def on_duty(department_id, role):
-    """Who holds a role in a department now: the first on-duty person, else nobody."""
+def on_duty(department_id, role, at=None):
+    """Who holds a role in a department at an instant (now by default), or nobody.
+
+    A shift covering the instant decides: its person, or its substitute when the person
+    cannot be reached. With no shift, the standing roster: the first on-duty person who
+    can be reached, else the first who can (a substitute standing in).
+    """
+    at = at or utcnow()
+    shifts = db.session.scalars(
+        select(RosterShift)
+        .where(
+            RosterShift.department_id == department_id,
+            RosterShift.role == role,
+            RosterShift.starts_at <= at,
+            RosterShift.ends_at > at,
+        )
+        .order_by(RosterShift.starts_at.desc(), RosterShift.id)
+    ).all()
+    for shift in shifts:
+        for person in (shift.person, shift.substitute):
+            if person is not None and person.available:
+                return person
     return db.session.scalar(
         select(Person)
-        .filter_by(department_id=department_id, role=role, on_duty=True)
-        .order_by(Person.id)
+        .filter_by(department_id=department_id, role=role, available=True)
+        .order_by(Person.on_duty.desc(), Person.id)
         .limit(1)
     )
 
 
-def liaison_of(department_id):
-    return on_duty(department_id, "liaison")
+def liaison_of(department_id, at=None):
+    return on_duty(department_id, "liaison", at)
+
+
+def add_shift(*, department_id, role, person, starts_at, ends_at, substitute=None, note=None):
+    """Put a person on the roster; the substitute must be of the same department and role."""
+    errors = {}
+    if ends_at <= starts_at:
+        errors["ends_at"] = ["must be after starts_at"]
+    if person.department_id != department_id or person.role != role:
+        errors["person"] = [f"must be a {role} of the department"]
+    if substitute is not None and (
+        substitute.department_id != department_id or substitute.role != role
+    ):
+        errors["substitute"] = [f"must be a {role} of the department"]
+    if substitute is not None and substitute.id == person.id:
+        errors["substitute"] = ["must be someone else"]
+    if errors:
+        raise InvalidInput("shift refused", errors)
+    shift = RosterShift(
+        department_id=department_id,
+        role=role,
+        person_id=person.id,
+        substitute_id=substitute.id if substitute else None,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        note=note,
+    )
+    db.session.add(shift)
+    db.session.flush()
+    return shift
 
 
 def set_up_command(incident, at):
@@ -40,7 +92,7 @@ def set_up_command(incident, at):
     command = document.get("command", {})
     commander_dept = department(command.get("commander_department", "government"))
     office_dept = department(command.get("office_department", "market_supervision"))
-    commander = on_duty(commander_dept.id, "commander") if commander_dept else None
+    commander = on_duty(commander_dept.id, "commander", at) if commander_dept else None
 
     post = CommandPost(
         incident_id=incident.id,
@@ -64,7 +116,7 @@ def set_up_command(incident, at):
         seated = set()
         for code in [entry.get("lead"), *entry.get("members", [])]:
             dept = department(code) if code else None
-            person = liaison_of(dept.id) if dept else None
+            person = liaison_of(dept.id, at) if dept else None
             if person is not None and person.id not in seated:
                 seated.add(person.id)
                 db.session.add(GroupMember(group_id=group.id, person_id=person.id))
@@ -79,20 +131,35 @@ def command_post(incident):
     return db.session.scalar(select(CommandPost).filter_by(incident_id=incident.id))
 
 
-def commander_of(incident):
+def commander_of(incident, at=None):
+    """The incident's commander, or whoever is on duty for the role if they cannot be
+    reached."""
     post = command_post(incident)
-    return post.commander if post else None
+    if post is not None and post.commander is not None and post.commander.available:
+        return post.commander
+    return commander_on_duty(incident.plan, at)
 
 
-def commander_on_duty(plan):
+def commander_on_duty(plan, at=None):
     """The on-duty commander of the department the plan puts in command."""
     code = plan.document.get("command", {}).get("commander_department", "government")
     dept = department(code)
-    return on_duty(dept.id, "commander") if dept else None
+    return on_duty(dept.id, "commander", at) if dept else None
 
 
-def office_liaison(incident):
+def office_liaison(incident, at=None):
     post = command_post(incident)
     if post is None or post.office_department_id is None:
         return None
-    return liaison_of(post.office_department_id)
+    return liaison_of(post.office_department_id, at)
+
+
+def chain_person(incident, step, at=None):
+    """Who an escalation step of the plan's chain reaches: "office" (the office's liaison
+    on duty), "commander" (the incident's commander) or a department code (its liaison)."""
+    if step == "office":
+        return office_liaison(incident, at)
+    if step == "commander":
+        return commander_of(incident, at)
+    dept = department(step)
+    return liaison_of(dept.id, at) if dept else None

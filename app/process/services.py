@@ -3,7 +3,6 @@
 import hashlib
 import json
 import logging
-from datetime import timedelta
 
 from sqlalchemy import func, select
 
@@ -14,6 +13,8 @@ from app.process.models import LEVELS, Plan
 log = logging.getLogger(__name__)
 
 RULE_TABLES = ("food_safety", "supply_emergency")
+# When a duty is assigned: while a level asks for it, or on a suspected food poisoning.
+DUTY_TRIGGERS = ("level", "suspected_poisoning")
 # The conditions a rule may hold, and the figure each one reads.
 CONDITIONS = {
     "harmed_min": "harmed",
@@ -53,6 +54,10 @@ def validate_plan(document):
         ):
             if key not in duty:
                 errors.setdefault(f"duties[{i}].{key}", []).append("required")
+        if duty.get("trigger", "level") not in DUTY_TRIGGERS:
+            errors.setdefault(f"duties[{i}].trigger", []).append(
+                f"must be one of {', '.join(DUTY_TRIGGERS)}"
+            )
         bad = [lv for lv in duty.get("levels", []) if lv not in LEVELS]
         if bad:
             errors.setdefault(f"duties[{i}].levels", []).append(f"unknown levels {bad}")
@@ -113,6 +118,8 @@ def import_plan(document, at):
                 legal_basis=entry["legal_basis"],
                 levels=",".join(entry["levels"]),
                 confirm_within_minutes=int(entry["confirm_within_minutes"]),
+                trigger=entry.get("trigger", "level"),
+                measure=entry.get("measure"),
             )
         )
     log.info("plan %s: version %s imported", plan.name, plan.version)
@@ -163,22 +170,14 @@ def suggest_level(plan, figures):
     return best or (None, None)
 
 
-def activate(incident, level, *, at, reason, by=None):
-    """Activate the plan at a confirmed level: command, working groups, duties, reports."""
-    from app.clock.services import schedule
-    from app.duties.services import assign_duties
-    from app.incidents.services import change_level, record
-    from app.organisation.services import set_up_command
+PHASES = ("warning", "response", "recovery", "closure")
 
-    change_level(incident, level, reason=reason, at=at, by=by)
-    incident.status = "active"
-    incident.activated_at = at
-    set_up_command(incident, at)
-    assignments = assign_duties(incident, at)
 
-    every = incident.plan.document.get("sitreps", {}).get("every_hours")
-    if every:
-        first = at + timedelta(hours=every)
-        schedule("sitrep", incident, incident.id, first)
-    record(incident, "plan_activated", f"level {level}, {len(assignments)} duties assigned", at)
-    return assignments
+def checklist_for(plan, level, phase):
+    """The checklist lines of a level and phase, each with a stable code."""
+    entry = plan.document["levels"][level]
+    lines = entry.get("checklist", []) if phase == "response" else []
+    return [
+        {"code": hashlib.sha256(text.encode()).hexdigest()[:16], "text": text, "measure": None}
+        for text in lines
+    ]

@@ -1,0 +1,156 @@
+"""The response as the plan drives it: activation at a confirmed level, level changes,
+phases, the end of the response, and a reported suspected food poisoning.
+
+Each change works out from the plan which duties and checklist lines now apply: those
+still asked for are kept, the new ones assigned and the dropped ones retired.
+"""
+
+import logging
+from datetime import timedelta
+
+from app.errors import Conflict, InvalidInput
+from app.incidents.services import change_level, open_incident, record
+from app.process.models import LEVELS
+from app.process.services import PHASES, suggest_level
+
+log = logging.getLogger(__name__)
+
+
+def activate(incident, level, *, at, reason, by=None):
+    """Activate the plan at a confirmed level: command, working groups, duties, reports."""
+    from app.clock.services import schedule
+    from app.duties.services import assign_duties, reconcile_checklist
+    from app.organisation.services import set_up_command
+
+    if incident.status == "closed":
+        raise Conflict("the incident is closed")
+    if incident.activated_at is not None:
+        raise Conflict("the plan is already activated for this incident; change its level")
+    change_level(incident, level, reason=reason, at=at, by=by)
+    incident.status = "active"
+    incident.activated_at = at
+    incident.phase = "response"
+    set_up_command(incident, at)
+    assignments = assign_duties(incident, at)
+    reconcile_checklist(incident, at)
+
+    every = incident.plan.document.get("sitreps", {}).get("every_hours")
+    if every:
+        schedule("sitrep", incident, incident.id, at + timedelta(hours=every))
+    record(incident, "plan_activated", f"level {level}, {len(assignments)} duties assigned", at)
+    return assignments
+
+
+def set_level(incident, level, *, at, reason, by=None):
+    """The commander confirms, raises or lowers the level (None ends the response), always
+    with a reason. Returns what happened to duties and checklist lines."""
+    from app.duties.services import reconcile_checklist, reconcile_duties
+
+    if not reason or not reason.strip():
+        raise InvalidInput("a level change needs a reason", {"reason": ["required"]})
+    if incident.status == "closed":
+        raise Conflict("the incident is closed")
+    if level is None:
+        return end_response(incident, at=at, reason=reason, by=by)
+    if level not in LEVELS:
+        raise InvalidInput("unknown level", {"level": [f"must be one of {', '.join(LEVELS)}"]})
+    if incident.activated_at is None:
+        assignments = activate(incident, level, at=at, reason=reason, by=by)
+        return {"duties": {"assigned": len(assignments), "kept": 0, "retired": 0}}
+    if level == incident.level:
+        raise Conflict(f"the level is already {level}")
+    change_level(incident, level, reason=reason, at=at, by=by)
+    if incident.phase not in ("response", "recovery"):
+        incident.phase = "response"
+    duties = reconcile_duties(incident, at)
+    checklist = reconcile_checklist(incident, at)
+    record(
+        incident,
+        "duties_reconciled",
+        f"level {level}: {duties['assigned']} assigned, {duties['kept']} kept, "
+        f"{duties['retired']} retired",
+        at,
+    )
+    return {"duties": duties, "checklist": checklist}
+
+
+def enter_phase(incident, phase, *, at, reason=None):
+    """Move the response to the warning, response, recovery or closure phase: the
+    checklist follows."""
+    from app.duties.services import reconcile_checklist
+
+    if phase not in PHASES:
+        raise InvalidInput("unknown phase", {"phase": [f"must be one of {', '.join(PHASES)}"]})
+    if incident.status == "closed" and phase != "closure":
+        raise Conflict("the incident is closed")
+    incident.phase = phase
+    counts = reconcile_checklist(incident, at)
+    record(incident, "phase_entered", phase + (f": {reason}" if reason else ""), at)
+    return {"checklist": counts}
+
+
+def end_response(incident, *, at, reason, by=None):
+    """End the response: every assignment is closed and the closure checklist opens."""
+    from app.duties.services import close_all, reconcile_checklist
+
+    if incident.status == "closed":
+        raise Conflict("the incident is closed")
+    last = incident.level
+    change_level(incident, None, reason=reason, at=at, by=by)
+    closed = close_all(incident, f"response ended: {reason}", at)
+    checklist = {"added": 0, "kept": 0, "retired": 0}
+    if last is not None:
+        # The closure lines are those of the level the response ended at.
+        incident.level, incident.phase = last, "closure"
+        checklist = reconcile_checklist(incident, at)
+        incident.level = None
+    return {"duties": {"closed": closed}, "checklist": checklist}
+
+
+FOOD_SAFETY_FIGURES = ("harmed", "deaths", "counties", "townships")
+
+
+def report_suspected_poisoning(
+    plan, *, at, title, figures, place=None, demand_point=None, drill_run=None, by=None
+):
+    """A suspected food poisoning is reported: open a food-safety incident, suggest its
+    level from the plan's food-safety table and start at once the duties the plan sets
+    for a report (the 2-hour initial report, medical rescue, sealing and testing the
+    suspect food, the CDC's epidemiological investigation), each with its deadline."""
+    from app.duties.services import assign_on_report, reconcile_checklist
+
+    errors = {}
+    clean = {}
+    for key in FOOD_SAFETY_FIGURES:
+        value = figures.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            errors[key] = ["must be a whole number, 0 or more"]
+        clean[key] = value
+    for key in ("school", "major_event"):
+        if not isinstance(figures.get(key, False), bool):
+            errors[key] = ["must be true or false"]
+        clean[key] = bool(figures.get(key, False))
+    if not errors and clean["deaths"] > clean["harmed"]:
+        errors["deaths"] = ["cannot exceed harmed"]
+    if not (title or "").strip():
+        errors["title"] = ["required"]
+    if demand_point is None and not (place or "").strip():
+        errors["place"] = ["give the demand point or the place"]
+    if errors:
+        raise InvalidInput("report refused", errors)
+
+    incident = open_incident(
+        kind="food_safety", title=title.strip(), plan=plan, at=at, drill_run=drill_run
+    )
+    incident.figures = clean
+    incident.place = (place or "").strip() or (demand_point.name if demand_point else None)
+    incident.demand_point_id = demand_point.id if demand_point is not None else None
+    incident.phase = "warning"
+    level, rule = suggest_level(plan, clean)
+    incident.suggested_level, incident.suggested_rule = level, rule
+    record(incident, "poisoning_reported", f"{incident.place}: {clean}", at)
+    record(incident, "level_suggested", f"{level or '-'}: {rule or 'no rule fires'}", at)
+    assignments = assign_on_report(incident, at)
+    reconcile_checklist(incident, at)
+    log.info("incident %s: suspected poisoning, %d duties started", incident.id, len(assignments))
+    return incident
