@@ -14,6 +14,7 @@ from app.supply.models import Supplier, SupplierSuspension
 SCENARIO = os.path.join(FIXTURES, "drills", "typhoon.yaml")
 FIGURES = (
     "duties",
+    "departments",
     "demand_meals",
     "allocated_meals",
     "delivered_meals",
@@ -43,6 +44,17 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
     assert first["duties"]["escalated"] >= 1
     assert first["duties"]["overdue"] >= first["duties"]["escalated"]
     assert first["duties"]["confirmed"] == first["duties"]["assigned"]
+    departments = {row["department"]: row for row in first["departments"]}
+    start = "2026-09-13T22:00:00Z"
+    assert set(departments) >= {"government", "market_supervision", "education", "cdc"}
+    assert all(row["assigned_at"] == "2026-09-13T22:10:00Z" for row in departments.values())
+    education = departments.pop("education")
+    assert education["reminded_at"] and education["escalated_at"]
+    assert education["reminded_at"] < education["escalated_at"] < education["confirmed_at"]
+    assert education["confirmed_at"] == "2026-09-14T00:00:00Z"  # the +02:00 inject
+    for row in departments.values():
+        assert row["confirmed_at"] == "2026-09-13T22:25:00Z" > start, row
+        assert row["reminded_at"] is None and row["escalated_at"] is None, row
     assert first["suppliers_suspended"] == 1
     assert first["tasks_reallocated"] >= 1
     assert first["rapid_tests"] == {"run": 2, "failed": 1}
@@ -50,7 +62,9 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
     for event in (
         "alert_received",
         "level_suggested",
+        "phase_entered",
         "plan_activated",
+        "duties_reconciled",
         "duty_overdue",
         "duty_escalated",
         "point_opened",

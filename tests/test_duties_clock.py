@@ -372,3 +372,23 @@ def test_a_shift_is_refused_naming_the_field(region):
             ends_at=T0 + timedelta(hours=1),
         )
     assert set(refused.value.errors) == {"substitute"}
+
+
+def test_a_live_incident_runs_on_the_wall_clock_through_the_relay(app, region, run_worker):
+    """Production ticks with the real clock (`queue relay`), through the same code."""
+    from app.types import utcnow
+
+    started = utcnow() - timedelta(hours=3)
+    found = incident(drill=False, at=started)
+    db.session.commit()
+
+    result = app.test_cli_runner().invoke(args=["queue", "relay", "--once"])
+    assert result.exit_code == 0, result.output
+    run_worker()
+    run_worker()
+    db.session.expire_all()
+
+    assignments = found_assignments(found)
+    assert all(a.reminded_at is not None and a.reminded_at > started for a in assignments)
+    assert all(a.escalation_step == 2 for a in assignments)
+    assert len(_messages(found, "duty_reminder")) == len(assignments)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 
 from app.coordination.models import Notification, SituationReport
+from app.duties.matrix import department_summary
 from app.duties.models import DutyAssignment
 from app.extensions import db
 from app.incidents.models import LevelChange, TimelineEntry
@@ -143,6 +144,7 @@ def build_report(run, incident, scenario):
             ],
         },
         "duties": duty_figures(incident),
+        "departments": department_summary(incident),
         **{k: figures[k] for k in ("demand_meals", "allocated_meals", "delivered_meals")},
         "unmet_meals": figures["unmet_meals"],
         "shortfall": shortfall(incident),

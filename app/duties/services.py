@@ -135,8 +135,12 @@ def reconcile_duties(incident, at):
     return counts
 
 
-def _own_department(assignment, person):
-    if person is None or person.department_id != assignment.department_id:
+def _own_department(assignment, person, department_id):
+    """Only the department's own people answer for it; `department_id` is that of a
+    signed-in user who is not paged as a person."""
+    if department_id is None and person is not None:
+        department_id = person.department_id
+    if department_id != assignment.department_id:
         raise Forbidden("a liaison confirms or objects only for their own department")
 
 
@@ -145,15 +149,15 @@ def _open(assignment):
         raise Conflict(f"the assignment is {assignment.status}")
 
 
-def confirm(assignment, person, at):
+def confirm(assignment, person, at, department_id=None):
     """A liaison confirms the duty for their own department; confirming twice is a no-op."""
-    _own_department(assignment, person)
+    _own_department(assignment, person, department_id)
     if assignment.status == "confirmed":
         return assignment
     _open(assignment)
     assignment.status = "confirmed"
     assignment.confirmed_at = at
-    assignment.confirmed_by_id = person.id
+    assignment.confirmed_by_id = person.id if person is not None else None
     _cancel_pending(assignment, "confirmed", at)
     late = " (late)" if at > assignment.deadline_at else ""
     record(
@@ -165,10 +169,10 @@ def confirm(assignment, person, at):
     return assignment
 
 
-def object_to(assignment, person, reason, at):
+def object_to(assignment, person, reason, at, department_id=None):
     """A liaison objects to the duty, with a reason that goes to the commander; the clock
     stops until the commander decides."""
-    _own_department(assignment, person)
+    _own_department(assignment, person, department_id)
     if not reason or not reason.strip():
         raise InvalidInput("an objection needs a reason", {"reason": ["required"]})
     if assignment.status != "assigned":

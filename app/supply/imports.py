@@ -641,7 +641,7 @@ def export_rows(kind):
     model, columns = TABLES[kind]
     records = db.session.scalars(select(model).order_by(model.code))
     header = [column.field for column in columns]
-    rows = [[_export_value(getattr(r, c.target)) for c in columns] for r in records]
+    rows = [[export_value(getattr(r, c.target)) for c in columns] for r in records]
     return header, rows
 
 
@@ -649,7 +649,8 @@ def export_rows(kind):
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _export_value(value):
+def export_value(value):
+    """A value as a spreadsheet cell that shows as written and never runs as a formula."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):

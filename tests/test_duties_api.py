@@ -1,0 +1,245 @@
+"""The statutory clock over the API and the pages: a liaison answers for their own
+department only, the commander sets the level, a poisoning report starts the clock, and
+the duty matrix comes as JSON, a page and an Excel file."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.duties.models import DutyAssignment
+from app.extensions import db
+from app.organisation.models import Person
+from app.organisation.services import department
+from tests.helpers import T0, bearer, csrf_token, incident, make_user, sign_in
+
+
+@pytest.fixture
+def found(region):
+    return incident(level="II")
+
+
+def _assignment(found, code):
+    return db.session.scalar(
+        select(DutyAssignment)
+        .join(DutyAssignment.department)
+        .where(DutyAssignment.incident_id == found.id)
+        .filter_by(code=code)
+        .order_by(DutyAssignment.id)
+        .limit(1)
+    )
+
+
+def _liaison(code):
+    person = db.session.scalar(
+        select(Person).filter_by(department_id=department(code).id, role="liaison", on_duty=True)
+    )
+    user, token = make_user("liaison", department=code)
+    user.person_id = person.id
+    db.session.commit()
+    return user, token
+
+
+def test_a_liaison_confirms_their_own_duty_and_is_refused_another(client, found):
+    _, education = _liaison("education")
+    own = _assignment(found, "education")
+    other = _assignment(found, "health")
+
+    answer = client.post(f"/api/assignments/{own.id}/confirm", headers=bearer(education))
+    assert answer.status_code == 200, answer.json
+    assert answer.json["status"] == "confirmed" and answer.json["confirmed_at"].endswith("Z")
+
+    refused = client.post(f"/api/assignments/{other.id}/confirm", headers=bearer(education))
+    assert refused.status_code == 403 and "own department" in refused.json["message"]
+    refused = client.post(
+        f"/api/assignments/{other.id}/objection", json={"reason": "x"}, headers=bearer(education)
+    )
+    assert refused.status_code == 403
+    db.session.expire_all()
+    assert _assignment(found, "health").status == "assigned"
+
+
+def test_the_clock_needs_a_signed_in_user_with_the_right_role(client, found):
+    own = _assignment(found, "education")
+    _, viewer = make_user("viewer", department="education")
+    assert client.post(f"/api/assignments/{own.id}/confirm").status_code == 401
+    assert client.post(f"/api/assignments/{own.id}/confirm", headers=bearer(viewer)).status_code == 403
+    assert client.get(f"/api/incidents/{found.id}/duty-matrix").status_code == 401
+    level = {"level": "III", "reason": "x"}
+    answer = client.post(f"/api/incidents/{found.id}/level", json=level, headers=bearer(viewer))
+    assert answer.status_code == 403
+
+
+def test_an_objection_needs_a_reason_and_the_commander_decides(client, found):
+    _, education = _liaison("education")
+    _, commander = make_user("commander", department="government")
+    own = _assignment(found, "education")
+
+    blank = client.post(
+        f"/api/assignments/{own.id}/objection", json={"reason": " "}, headers=bearer(education)
+    )
+    assert blank.status_code == 422 and "reason" in blank.json["errors"]["json"]
+    objected = client.post(
+        f"/api/assignments/{own.id}/objection",
+        json={"reason": "学校停课"},
+        headers=bearer(education),
+    )
+    assert objected.status_code == 200 and objected.json["status"] == "objected"
+    decided = client.post(
+        f"/api/assignments/{own.id}/decision",
+        json={"uphold": True, "reason": "安置点设在学校"},
+        headers=bearer(commander),
+    )
+    assert decided.status_code == 200 and decided.json["status"] == "assigned"
+    again = client.post(
+        f"/api/assignments/{own.id}/decision",
+        json={"uphold": False, "reason": "x"},
+        headers=bearer(commander),
+    )
+    assert again.status_code == 409
+
+
+def test_the_commander_changes_and_ends_the_level_with_a_reason(client, found):
+    _, commander = make_user("commander", department="government")
+    url = f"/api/incidents/{found.id}/level"
+
+    assert client.post(url, json={"level": "IV"}, headers=bearer(commander)).status_code == 422
+    bad = client.post(url, json={"level": "V", "reason": "x"}, headers=bearer(commander))
+    assert bad.status_code == 422 and "level" in bad.json["errors"]["json"]
+    lowered = client.post(url, json={"level": "IV", "reason": "降级"}, headers=bearer(commander))
+    assert lowered.status_code == 200, lowered.json
+    assert lowered.json["level"] == "IV" and lowered.json["duties"]["retired"] > 0
+    same = client.post(url, json={"level": "IV", "reason": "again"}, headers=bearer(commander))
+    assert same.status_code == 409
+    ended = client.post(url, json={"level": None, "reason": "结束"}, headers=bearer(commander))
+    assert ended.status_code == 200 and ended.json["status"] == "closed"
+    assert ended.json["duties"]["closed"] > 0
+    late = client.post(url, json={"level": "III", "reason": "x"}, headers=bearer(commander))
+    assert late.status_code == 409
+
+
+def test_the_duty_matrix_over_the_api(client, found):
+    _, viewer = make_user("viewer", department="government", password="pw-viewer-123456")
+    matrix = client.get(f"/api/incidents/{found.id}/duty-matrix", headers=bearer(viewer))
+    assert matrix.status_code == 200
+    assert len(matrix.json["assignments"]) == 35
+    assert {row["department"] for row in matrix.json["departments"]} >= {"education", "cdc"}
+    filtered = client.get(
+        f"/api/incidents/{found.id}/assignments?department=education", headers=bearer(viewer)
+    )
+    assert filtered.status_code == 200 and {r["department"] for r in filtered.json} == {"education"}
+    assert client.get(
+        f"/api/incidents/{found.id}/assignments?status=nonsense", headers=bearer(viewer)
+    ).status_code == 422
+
+
+def test_matrix_pages_need_sign_in_and_speak_chinese_and_english(client, found):
+    from openpyxl import load_workbook
+
+    user, _ = make_user("viewer", department="government", password="pw-viewer-123456")
+    assert client.get(f"/incidents/{found.id}/duties").status_code in (302, 303)
+    assert sign_in(client, user.username, "pw-viewer-123456").status_code in (302, 303)
+
+    page = client.get(f"/incidents/{found.id}/duties").get_data(as_text=True)
+    assert "职责矩阵" in page and "区教育局" in page
+    from flask_babel import refresh
+
+    refresh()
+    english = client.get(f"/incidents/{found.id}/duties?lang=en").get_data(as_text=True)
+    assert "Duty matrix" in english and "Education Bureau" in english
+
+    refresh()
+    answer = client.get(f"/incidents/{found.id}/duties.xlsx")
+    assert answer.status_code == 200
+    book = load_workbook(io.BytesIO(answer.data))
+    sheet = book["职责矩阵"]
+    rows = list(sheet.values)
+    assert rows[0][0] == "部门" and len(rows) == 36
+    assert {"区教育局" in (row[0] or "") for row in rows[1:]} == {True, False}
+    assert client.get(f"/incidents/{found.id}").status_code == 200
+    assert client.get("/contacts").status_code == 200
+    assert client.get("/rosters").status_code == 200
+    assert client.get("/incidents").status_code == 200
+
+
+def test_a_liaison_confirms_on_the_page_with_csrf(client, found):
+    user, _ = make_user("liaison", department="education", password="pw-liaison-123456")
+    sign_in(client, user.username, "pw-liaison-123456")
+    own = _assignment(found, "education")
+    other = _assignment(found, "health")
+    page = client.get(f"/incidents/{found.id}/duties").get_data(as_text=True)
+    token = csrf_token(page)
+
+    assert client.post(f"/assignments/{own.id}/confirm", data={}).status_code == 400
+    assert client.post(f"/assignments/{other.id}/confirm", data={"csrf_token": token}).status_code == 403
+    done = client.post(f"/assignments/{own.id}/confirm", data={"csrf_token": token})
+    assert done.status_code in (302, 303)
+    db.session.expire_all()
+    assert _assignment(found, "education").status == "confirmed"
+    assert _assignment(found, "health").status == "assigned"
+
+
+def test_a_poisoning_report_over_the_api_starts_the_clock(client, region):
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "某安置点疑似食物中毒", "harmed": 31, "demand_point": "ZH-SH-01"}
+    answer = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
+    assert answer.status_code == 201, answer.json
+    assert answer.json["kind"] == "food_safety" and answer.json["suggested_level"] == "IV"
+    rows = db.session.scalars(
+        select(DutyAssignment).filter_by(incident_id=answer.json["id"])
+    ).all()
+    initial = next(a for a in rows if a.duty.code == "fs-initial-report")
+    assert initial.deadline_at - initial.assigned_at == timedelta(hours=2)
+
+    for bad, field in (
+        ({**body, "harmed": -1}, "harmed"),
+        ({**body, "harmed": "12"}, "harmed"),
+        ({**body, "demand_point": "NOPE"}, "demand_point"),
+        ({**body, "extra": 1}, "extra"),
+        ({"title": "x", "harmed": 3}, "place"),
+    ):
+        refused = client.post("/api/food-safety-reports", json=bad, headers=bearer(inspector))
+        assert refused.status_code == 422, bad
+        assert field in str(refused.json["errors"]), (bad, refused.json)
+
+
+def test_contacts_and_rosters_over_the_api(client, region):
+    _, commerce = _liaison("commerce")
+    _, commander = make_user("commander", department="government")
+    people = client.get("/api/contacts?department=commerce", headers=bearer(commerce)).json
+    standing, substitute = sorted(people, key=lambda p: p["id"])
+
+    shift = {
+        "department": "commerce",
+        "role": "liaison",
+        "person": substitute["code"],
+        "substitute": standing["code"],
+        "starts_at": (T0 + timedelta(hours=1)).isoformat(),
+        "ends_at": (T0 + timedelta(hours=9)).isoformat(),
+    }
+    made = client.post("/api/rosters", json=shift, headers=bearer(commerce))
+    assert made.status_code == 201, made.json
+    listed = client.get("/api/rosters?department=commerce", headers=bearer(commerce)).json
+    assert [s["person"] for s in listed] == [substitute["code"]]
+    health = {**shift, "department": "health"}
+    assert client.post("/api/rosters", json=health, headers=bearer(commerce)).status_code == 403
+    backwards = {**shift, "ends_at": shift["starts_at"]}
+    refused = client.post("/api/rosters", json=backwards, headers=bearer(commander))
+    assert refused.status_code == 422 and "ends_at" in str(refused.json["errors"])
+    naive = {**shift, "starts_at": "2026-09-14T08:00:00"}
+    assert client.post("/api/rosters", json=naive, headers=bearer(commander)).status_code == 422
+
+    away = client.patch(
+        f"/api/contacts/{substitute['id']}", json={"available": False}, headers=bearer(commerce)
+    )
+    assert away.status_code == 200 and away.json["available"] is False
+    assert client.delete(f"/api/rosters/{made.json['id']}", headers=bearer(commerce)).status_code == 204
+
+
+def test_working_groups_of_an_incident(client, found):
+    _, viewer = make_user("viewer", department="government")
+    groups = client.get(f"/api/incidents/{found.id}/groups", headers=bearer(viewer)).json
+    supply = next(g for g in groups if g["code"] == "supply")
+    assert supply["lead"] == "commerce" and supply["members"]
+    assert all(member["on_duty_now"] for member in supply["members"])
