@@ -51,7 +51,8 @@ def is_api_request():
 def _load_from_session(user_id):
     """The signed-in user of a page. The API ignores the cookie a browser sends along by
     itself, so a page of another site cannot make changes there in the user's name."""
-    if is_api_request() or not str(user_id).isdigit():
+    # The session is signed, so the id is one this app wrote there.
+    if is_api_request() or not (str(user_id).isascii() and str(user_id).isdigit()):
         return None
     user = db.session.get(User, int(user_id))
     return user if user is not None and user.active else None
