@@ -47,13 +47,19 @@ def create_app(test_config=None):
     queue.init_app(app)
     _import_models()
 
+    from app.accounts import access
+
+    access.init_app(app)
+
     # The extension is reached through its module: the package app.api shadows the name.
     extensions.api.init_app(app)
+    from app.accounts.views import bp as accounts_bp
     from app.api import routes as api_routes
     from app.web import bp as web_bp
 
     api_routes.register(extensions.api)
     app.register_blueprint(web_bp)
+    app.register_blueprint(accounts_bp)
     register_error_handlers(app)
 
     from app import cli
@@ -88,6 +94,7 @@ def _select_locale():
 
 def _import_models():
     """Import every model module so metadata and migrations see all tables."""
+    from app.accounts import models as _accounts  # noqa: F401
     from app.alerts import models as _alerts  # noqa: F401
     from app.clock import models as _clock  # noqa: F401
     from app.coordination import models as _coordination  # noqa: F401

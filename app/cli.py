@@ -55,6 +55,7 @@ drill_cli = AppGroup("drill", help="Drills on a simulated clock.")
 queue_cli = AppGroup("queue", help="The dispatch relay and reconciler.")
 alerts_cli = AppGroup("alerts", help="CAP 1.2 alerts from alerting services.")
 supply_cli = AppGroup("supply", help="Suppliers, kitchens and allocation.")
+users_cli = AppGroup("users", help="Who signs in: users, their roles and API tokens.")
 
 
 @fixtures_cli.command("load")
@@ -341,9 +342,113 @@ def supply_export(path, kind, headers):
     _print_json({"kind": kind, "rows": rows, "file": os.path.abspath(path)})
 
 
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", required=True, help="commander, liaison, supplier, inspector, "
+              "drill_controller or viewer")  # fmt: skip
+@click.option("--department", "department_code", help="code of the department acted for")
+@click.option("--supplier", "supplier_code", help="code of the supplier (supplier users)")
+@click.option("--person", "person_code", help="code of the person this user is, when paged")
+@click.option("--name", "display_name", help="the name shown; the person's by default")
+@click.option("--password-stdin", is_flag=True, help="read a password from the first line of "
+              "stdin; without it the user has API tokens only")  # fmt: skip
+@handles_errors
+def users_create(username, role, department_code, supplier_code, person_code, display_name,
+                 password_stdin):  # fmt: skip
+    """Create a user with a role and the organisation it acts for. Prints JSON."""
+    from app.accounts.services import create_user
+    from app.schema import ensure_schema
+
+    ensure_schema()
+    password = _password_from_stdin() if password_stdin else None
+    user = create_user(
+        username,
+        role,
+        department_code=department_code,
+        supplier_code=supplier_code,
+        person_code=person_code,
+        password=password,
+        display_name=display_name,
+    )
+    db.session.commit()
+    _print_json({"username": user.username, "role": user.role, "id": user.id})
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+@handles_errors
+def users_set_password(username):
+    """Set a user's password from the first line of stdin. Prints JSON."""
+    from app.accounts.services import set_password, user_by_username
+
+    user = user_by_username(username)
+    set_password(user, _password_from_stdin())
+    db.session.commit()
+    _print_json({"username": user.username, "password": "set"})
+
+
+def _password_from_stdin():
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@users_cli.command("token")
+@click.argument("username")
+@click.option("--name", default="api", show_default=True, help="what the token is for")
+@handles_errors
+def users_token(username, name):
+    """Make an API token for a user. Prints JSON with the token: the only time it is shown,
+    as only its hash is kept."""
+    from app.accounts.services import issue_token, user_by_username
+
+    user = user_by_username(username)
+    _row, token = issue_token(user, name)
+    db.session.commit()
+    _print_json({"username": user.username, "token": token})
+
+
+@users_cli.command("revoke-token")
+@click.argument("prefix")
+@handles_errors
+def users_revoke_token(prefix):
+    """Revoke the token starting with PREFIX (its first 8 characters, as `users list` shows
+    them, or the whole token). Prints JSON."""
+    from app.accounts.services import revoke_token
+
+    row = revoke_token(prefix)
+    db.session.commit()
+    _print_json({"username": row.user.username, "prefix": row.prefix, "name": row.name})
+
+
+@users_cli.command("list")
+@handles_errors
+def users_list():
+    """Every user with its role, organisation and tokens (prefixes only). Prints JSON."""
+    from sqlalchemy import select
+
+    from app.accounts.models import User
+    from app.accounts.services import describe
+    from app.types import isoformat_utc
+
+    users = []
+    for user in db.session.scalars(select(User).order_by(User.username)):
+        tokens = [
+            {
+                "prefix": token.prefix,
+                "name": token.name,
+                "created_at": isoformat_utc(token.created_at),
+                "last_used_at": isoformat_utc(token.last_used_at),
+                "revoked": token.revoked_at is not None,
+            }
+            for token in sorted(user.tokens, key=lambda token: token.id)
+        ]
+        users.append({**describe(user), "tokens": tokens})
+    _print_json({"users": users})
+
+
 def register(app):
     app.cli.add_command(fixtures_cli)
     app.cli.add_command(drill_cli)
     app.cli.add_command(queue_cli)
     app.cli.add_command(alerts_cli)
     app.cli.add_command(supply_cli)
+    app.cli.add_command(users_cli)

@@ -100,6 +100,8 @@ def from_environment(instance_path):
     sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY") or "dev-only-change-me",
+        # The sign-in cookie is not sent along with requests started by other sites.
+        "SESSION_COOKIE_SAMESITE": "Lax",
         "SQLALCHEMY_DATABASE_URI": _database_url("DATABASE_URL", f"sqlite:///{sqlite_path}"),
         # An empty REDIS_URL means: start the bundled Redis server in the instance folder.
         "REDIS_URL": _redis_url("REDIS_URL"),
@@ -117,8 +119,6 @@ def from_environment(instance_path):
         "BAOGONG_ALERT_MAX_AGE_HOURS": _int("BAOGONG_ALERT_MAX_AGE_HOURS", 72, minimum=1),
         # The bearer token that may post alerts to the API; unset, posting is off.
         "BAOGONG_INGEST_TOKEN": os.environ.get("BAOGONG_INGEST_TOKEN") or None,
-        # The bearer token that may change suppliers, capacity and tasks; unset, read only.
-        "BAOGONG_API_TOKEN": os.environ.get("BAOGONG_API_TOKEN") or None,
         "BAOGONG_WORKERS": _int("BAOGONG_WORKERS", 2, minimum=1, maximum=16),
         "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
         # An intent enqueued this long ago whose job is gone is put on the queue again.

@@ -65,7 +65,7 @@ def register_error_handlers(app):
 
         db.session.rollback()
         message = "the database is busy with another change; try again"
-        if not _wants_json():
+        if not wants_json():
             return _error_page(503, message), 503, {"Retry-After": "5"}
         return error_body(503, message), 503, {"Retry-After": "5"}
 
@@ -79,12 +79,12 @@ def register_error_handlers(app):
             headers["Allow"] = ", ".join(error.valid_methods)
 
         body = error_body(error.code, data.get("message", error.description), errors)
-        if not _wants_json():
+        if not wants_json():
             return _error_page(error.code, body["message"]), error.code, headers
         return body, error.code, headers
 
 
-def _wants_json():
+def wants_json():
     """The API answers in JSON; the pages answer a person, in a page."""
     from flask import request
 

@@ -1,6 +1,7 @@
 """Flask extensions, created unbound and attached in the app factory."""
 
 from flask_babel import Babel
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -24,4 +25,5 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 babel = Babel()
+login_manager = LoginManager()
 api = Api()

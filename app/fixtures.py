@@ -14,6 +14,7 @@ from shapely.errors import GEOSException
 from shapely.geometry import shape
 from sqlalchemy import select
 
+from app.accounts.services import ensure_person_users
 from app.errors import InvalidInput
 from app.extensions import db
 from app.organisation.models import PERSON_ROLES, Department, Person
@@ -309,11 +310,17 @@ def _store_departments(departments):
         _upsert(Department, values, counts)
     db.session.flush()
 
+    codes = []
     for values, people in departments:
         department = db.session.scalar(select(Department).filter_by(code=values["code"]))
         for person in people:
             _upsert(Person, {**person, "department_id": department.id}, people_counts)
-    return {"departments": counts, "people": people_counts}
+            codes.append(person["code"])
+    db.session.flush()
+
+    stored = db.session.scalars(select(Person).where(Person.code.in_(codes))).all()
+    users = ensure_person_users(stored)
+    return {"departments": counts, "people": people_counts, "users": users}
 
 
 def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):

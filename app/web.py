@@ -1,21 +1,25 @@
 """The command-centre pages: drill runs with their reports and maps, alerts, and the
 suppliers and demand points with their files."""
 
+import logging
 import os
 
 from flask import Blueprint, abort, render_template, send_file, url_for
-from flask_babel import get_locale, gettext, lazy_gettext
+from flask_babel import get_locale, lazy_gettext
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from sqlalchemy import func, select
-from wtforms import PasswordField, SelectField
+from wtforms import SelectField
 from wtforms.fields import SelectChoice
 
+from app.accounts.access import acting_user, ensure_roles
 from app.alerts.models import Alert
-from app.api.routes import ID, token_matches
+from app.api.routes import ID
 from app.drills.models import DrillRun
 from app.extensions import db
 from app.supply.models import DemandPoint, Supplier
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("web", __name__)
 
@@ -117,19 +121,17 @@ class ImportForm(FlaskForm):
         ],
     )
     file = FileField(lazy_gettext("CSV or Excel file"), validators=[FileRequired()])
-    # TODO: until people sign in, the API token stands for the right to change data; the
-    # page cannot say who imported a file.
-    token = PasswordField(lazy_gettext("API token"))
 
 
 @bp.route("/supply", methods=["GET", "POST"])
 def supply_page():
-    """Suppliers and demand points, an import form and export links."""
+    """Suppliers and demand points, export links, and for a commander an import form."""
     from flask import request
 
     form = ImportForm()
     outcome, errors = None, None
     if request.method == "POST":
+        ensure_roles("commander")
         if form.validate_on_submit():
             outcome, errors = _import_upload(form)
         else:
@@ -138,6 +140,7 @@ def supply_page():
     page = render_template(
         "supply/index.html",
         form=form,
+        may_import=getattr(acting_user(), "role", None) == "commander",
         outcome=outcome,
         errors=errors,
         suppliers=db.session.scalars(select(Supplier).order_by(Supplier.code)).all(),
@@ -154,9 +157,6 @@ def _import_upload(form):
     from app.fixtures import configured_region, import_context
     from app.supply import imports
 
-    if not token_matches("BAOGONG_API_TOKEN", form.token.data):
-        return None, {"token": [gettext("a valid API token is needed to import")]}
-
     upload = form.file.data
     suffix = os.path.splitext(upload.filename or "")[1][:8]
     try:
@@ -166,6 +166,8 @@ def _import_upload(form):
             context = import_context(configured_region(), form.coords.data)
             outcome = imports.import_file(path, form.kind.data, context, upload.filename)
         db.session.commit()
+        log.info("supply page: %s imported %s (%s)", acting_user().username, upload.filename,
+                 form.kind.data)  # fmt: skip
     except InvalidInput as error:
         db.session.rollback()
         return None, {"": [str(error)], **error.errors}

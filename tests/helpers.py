@@ -49,3 +49,44 @@ def open_shelters(found, headcounts, at=T0):
     for code, headcount in headcounts.items():
         open_point(found, demand_point_by_code(code), headcount=headcount, at=at)
     db.session.commit()
+
+
+def make_user(role, department=None, supplier=None, password=None, username=None):
+    """A committed user with `role` (department and supplier by code) and a fresh API token;
+    returns (user, token)."""
+    from app.accounts.services import create_user, issue_token
+
+    global _users_made
+    _users_made += 1
+    user = create_user(
+        username or f"test-{role}-{_users_made}",
+        role,
+        department_code=department,
+        supplier_code=supplier,
+        password=password,
+    )
+    _row, token = issue_token(user, "test")
+    db.session.commit()
+    return user, token
+
+
+_users_made = 0
+
+
+def bearer(token):
+    """The headers of an API request made with `token`."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def csrf_token(page):
+    """The CSRF token of the first form on a page."""
+    import re
+
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1]
+
+
+def sign_in(client, username, password):
+    """Sign in on the login page as a person would; returns the response."""
+    form = csrf_token(client.get("/login").get_data(as_text=True))
+    data = {"csrf_token": form, "username": username, "password": password}
+    return client.post("/login", data=data)

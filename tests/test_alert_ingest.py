@@ -763,6 +763,7 @@ def test_the_api_ingests_like_the_command(poster):
 def test_the_api_needs_the_token(app, poster):
     assert poster(cap(), token=None).status_code == 403
     assert poster(cap(), token="wrong").status_code == 403
+    assert poster(cap(), token="caf\xe9").status_code == 403  # not ASCII: refused, not a 500
     app.config["BAOGONG_INGEST_TOKEN"] = None
     assert poster(cap()).status_code == 403
     assert _count(Alert) == 0

@@ -7,7 +7,7 @@ import pytest
 
 from app.drills.models import DrillRun
 from app.extensions import db
-from tests.helpers import T0
+from tests.helpers import T0, make_user, sign_in
 
 
 def test_home_page_is_chinese_by_default(client):
@@ -130,35 +130,43 @@ def test_the_supply_page_lists_suppliers_in_chinese_and_english(client, region):
     assert "&#34;老街坊&#34;&lt;骆驼&gt;快餐店" in zh  # shown literally, never as markup
 
 
-def test_the_supply_page_imports_a_file_with_token_and_csrf(app, client, region):
+def test_the_supply_page_imports_a_file_for_a_signed_in_commander_with_csrf(client, region):
     import io
 
-    app.config["BAOGONG_API_TOKEN"] = "page-token"
-    token = _csrf(client.get("/supply").get_data(as_text=True))
+    make_user("commander", password="page-password", username="page-commander")
+    make_user("viewer", password="page-password", username="page-viewer")
     body = "编码,名称,类型,纬度,经度,容纳人数\nZH-SH-95,页面导入点,安置点,29.96,121.70,300\n"
 
-    def post(**fields):
-        data = {"csrf_token": token, "kind": "demand", "coords": "wgs84", "token": "page-token",
+    def post(token, **fields):
+        data = {"csrf_token": token, "kind": "demand", "coords": "wgs84",
                 "file": (io.BytesIO(body.encode("gbk")), "p.csv"), **fields}  # fmt: skip
         return client.post("/supply", data=data, content_type="multipart/form-data")
 
-    assert post(csrf_token="forged").status_code == 422
-    assert post(token="wrong").status_code == 422
-    taken = post()
+    assert post("none").status_code == 302
+    sign_in(client, "page-viewer", "page-password")
+    viewer_page = client.get("/supply").get_data(as_text=True)
+    assert post(_csrf(viewer_page)).status_code == 403
+    client.post("/logout", data={"csrf_token": _csrf(viewer_page)})
+    sign_in(client, "page-commander", "page-password")
+    token = _csrf(client.get("/supply").get_data(as_text=True))
+
+    assert post(token, csrf_token="forged").status_code == 422
+    taken = post(token)
 
     assert taken.status_code == 200
     assert "页面导入点" in taken.get_data(as_text=True)
 
 
-def test_a_refused_file_on_the_page_names_its_rows(app, client, region):
+def test_a_refused_file_on_the_page_names_its_rows(client, region):
     import io
 
-    app.config["BAOGONG_API_TOKEN"] = "page-token"
+    make_user("commander", password="page-password", username="page-commander")
+    sign_in(client, "page-commander", "page-password")
     token = _csrf(client.get("/supply").get_data(as_text=True))
     body = "编码,名称,类型,纬度,经度,容纳人数\nZH-SH-95,坏,安置点,121.70,29.96,300\n"
 
     response = client.post("/supply", content_type="multipart/form-data", data={
-        "csrf_token": token, "kind": "demand", "coords": "wgs84", "token": "page-token",
+        "csrf_token": token, "kind": "demand", "coords": "wgs84",
         "file": (io.BytesIO(body.encode()), "p.csv")})  # fmt: skip
 
     page = response.get_data(as_text=True)

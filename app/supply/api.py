@@ -1,8 +1,9 @@
 """The supply API: suppliers and demand points (also as CSV and Excel files), capacity
 reports, hazard areas, allocations and supply tasks of an incident.
 
-Reading is open; every change needs `Authorization: Bearer` with BAOGONG_API_TOKEN. The
-request boundary commits once or rolls back; services only flush.
+Reading is open; every change needs `Authorization: Bearer` with the API token of a
+commander (a supplier user may report its own supplier's capacity). The request boundary
+commits once or rolls back; services only flush.
 """
 
 import io
@@ -16,8 +17,9 @@ from flask_smorest import abort
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.api.routes import ID, Blueprint, NoQuery, PageQuery, requires_token
-from app.errors import Conflict, InvalidInput
+from app.accounts.access import acting_user, require_roles
+from app.api.routes import ID, Blueprint, NoQuery, PageQuery
+from app.errors import Conflict, Forbidden, InvalidInput
 from app.extensions import db
 from app.incidents.models import Incident
 from app.supply import capacity, imports
@@ -104,7 +106,7 @@ def _register_master(name):
             query = select(model).order_by(model.id)
             return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
-        @requires_token
+        @require_roles("commander")
         @blp.arguments(schema)
         @blp.response(201, schema)
         @blp.alt_response(409, description="The code is taken")
@@ -123,7 +125,7 @@ def _register_master(name):
         def get(self, row_id):
             return db.get_or_404(model, row_id)
 
-        @requires_token
+        @require_roles("commander")
         @blp.arguments(change(partial=True))
         @blp.response(200, schema)
         def patch(self, values, row_id):
@@ -154,7 +156,7 @@ for _name in KINDS:
 
 @blp.route("/<any(suppliers, 'demand-points'):name>/import")
 class Import(MethodView):
-    @requires_token
+    @require_roles("commander")
     @blp.arguments(ImportQuerySchema, location="query", as_kwargs=True)
     @blp.response(200)
     @blp.alt_response(422, description="The file is refused whole, every bad row named")
@@ -225,12 +227,14 @@ class CapacityReports(MethodView):
         )
         return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
-    @requires_token
+    @require_roles("commander", "supplier")
     @blp.arguments(CapacityReportSchema)
     @blp.response(201, CapacityReportOutSchema)
+    @blp.alt_response(403, description="A supplier user reporting for another supplier")
     def post(self, values, incident_id):
         """A supplier's new capacity for a meal from an instant on; the plan is solved
-        again for the serving times it touches."""
+        again for the serving times it touches. A supplier user reports for its own."""
+        _check_own_supplier(values["supplier"])
         found = _open_incident(incident_id)
         supplier = supply.supplier_by_code(values["supplier"])
         report = capacity.report_capacity(
@@ -246,9 +250,16 @@ class CapacityReports(MethodView):
         return report
 
 
+def _check_own_supplier(code):
+    """A supplier user speaks for its own supplier only."""
+    user = acting_user()
+    if user.role == "supplier" and (user.supplier is None or user.supplier.code != code):
+        raise Forbidden(f"{user.username} reports capacity for its own supplier only")
+
+
 @blp.route(f"/incidents/<{ID}:incident_id>/hazard-areas")
 class HazardAreas(MethodView):
-    @requires_token
+    @require_roles("commander")
     @blp.arguments(HazardAreaSchema)
     @blp.response(201, HazardAreaSchema)
     def post(self, values, incident_id):
@@ -272,7 +283,7 @@ class Allocations(MethodView):
         query = select(AllocationRun).filter_by(incident_id=incident_id).order_by(AllocationRun.id)
         return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
-    @requires_token
+    @require_roles("commander")
     @blp.arguments(AllocationRequestSchema)
     @blp.response(201, AllocationRunSchema)
     def post(self, values, incident_id):
@@ -295,7 +306,7 @@ class SupplyTasks(MethodView):
         query = select(SupplyTask).filter_by(incident_id=incident_id).order_by(SupplyTask.id)
         return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
 
-    @requires_token
+    @require_roles("commander")
     @blp.arguments(SupplyTaskRequestSchema)
     @blp.response(201, SupplyTaskSchema)
     @blp.alt_response(409, description="The supplier has not the meals left, or may not serve")
