@@ -70,5 +70,5 @@ def test_a_plan_without_levels_is_refused_naming_the_key(plan):
     with pytest.raises(InvalidInput) as refused:
         import_plan(document, T0)
 
-    assert "levels" in refused.value.errors
-    assert "duties[0].levels" in refused.value.errors
+    assert "levels.I" in refused.value.errors
+    assert "duties[0].levels[0]" in refused.value.errors
