@@ -340,7 +340,8 @@ def requires_token(view):
 
 
 def register(api):
+    from app.process.api import blp as plans
     from app.supply.api import blp as supply
 
-    for blueprint in (health, incidents, supply, drills, alerts):
+    for blueprint in (health, incidents, supply, drills, alerts, plans):
         api.register_blueprint(blueprint)
