@@ -50,10 +50,12 @@ def create_app(test_config=None):
     # The extension is reached through its module: the package app.api shadows the name.
     extensions.api.init_app(app)
     from app.api import routes as api_routes
+    from app.process.pages import bp as plans_bp
     from app.web import bp as web_bp
 
     api_routes.register(extensions.api)
     app.register_blueprint(web_bp)
+    app.register_blueprint(plans_bp)
     register_error_handlers(app)
 
     from app import cli
