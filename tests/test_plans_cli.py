@@ -14,6 +14,7 @@ from app.process.services import latest_plan, plan_count
 
 NAME = "zhenhai-catering-supply"
 SHIPPED = Path(DEFAULT_PLAN).read_text(encoding="utf-8")
+MINUTES_60 = "    confirm_within_minutes: 60\n"
 
 
 @pytest.fixture
@@ -109,10 +110,8 @@ def test_list_prints_every_current_plan(cli, region):
         ("- a list\n- not a mapping\n", "one mapping"),
         ("name: x\nname: y\nlevels: {}\n", "given twice"),
         (SHIPPED.replace("sitreps:\n", "sitreps:\n  every_hours: 3\n", 1), "given twice"),
-        (SHIPPED.replace("    confirm_within_minutes: 60\n", "    confirm_within_minutes: -1\n", 1),
-         "confirm_within_minutes"),
-        (SHIPPED.replace("    confirm_within_minutes: 60\n", "    confirm_within_minutes: 1.5\n", 1),
-         "confirm_within_minutes"),
+        (SHIPPED.replace(MINUTES_60, "    confirm_within_minutes: -1\n", 1), "minutes"),
+        (SHIPPED.replace(MINUTES_60, "    confirm_within_minutes: 1.5\n", 1), "minutes"),
         (SHIPPED.replace("- code: gov-report-higher", "- code: gov-command", 1),
          "duties[1].code"),
         (SHIPPED.replace("    department: government\n", "    department: nowhere\n", 1),
@@ -137,7 +136,7 @@ def test_a_refused_file_exits_2_naming_the_key_and_writes_nothing(cli, region, t
 
 
 def test_a_refusal_gives_the_line_of_the_bad_key(cli, region, tmp_path):
-    spoilt = SHIPPED.replace("    confirm_within_minutes: 60\n", "    confirm_within_minutes: 0\n", 1)
+    spoilt = SHIPPED.replace(MINUTES_60, "    confirm_within_minutes: 0\n", 1)
     line = spoilt.splitlines().index("    confirm_within_minutes: 0") + 1
 
     _, _, err = cli("plans", "import", _write(tmp_path, spoilt))

@@ -1,6 +1,6 @@
 """The plan pages: every plan, one version in full, and an editor for the next version."""
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -8,7 +8,7 @@ from wtforms import PasswordField, TextAreaField
 from wtforms.validators import DataRequired
 
 from app.api.routes import ID
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.process import services
 from app.process.access import may_change_plans
@@ -69,12 +69,20 @@ def plan_list():
 @bp.get("/<string(maxlength=100):name>")
 def plan_page(name):
     """The current version in full: levels by phase, duties, rule tables, versions."""
-    return _show(services.plan_version(name))
+    return _show(_version_or_404(name))
 
 
 @bp.get(f"/<string(maxlength=100):name>/versions/<{ID}:version>")
 def plan_version_page(name, version):
-    return _show(services.plan_version(name, version))
+    return _show(_version_or_404(name, version))
+
+
+def _version_or_404(name, version=None):
+    """The version asked for; a page that names none is a 404 page, not JSON."""
+    try:
+        return services.plan_version(name, version)
+    except NotFound:
+        abort(404)
 
 
 def _show(plan):
@@ -118,7 +126,7 @@ def _show(plan):
 @bp.route("/<string(maxlength=100):name>/edit", methods=["GET", "POST"])
 def plan_edit(name):
     """The current version as YAML in a text box; saving stores it as the next version."""
-    current = services.latest_plan(name)
+    current = _version_or_404(name)
     form = PlanEditForm()
     errors = None
     if request.method == "GET":
