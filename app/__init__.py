@@ -55,11 +55,15 @@ def create_app(test_config=None):
     extensions.api.init_app(app)
     from app.accounts.views import bp as accounts_bp
     from app.api import routes as api_routes
+    from app.duties.views import bp as clock_bp
+    from app.process.pages import bp as plans_bp
     from app.web import bp as web_bp
 
     api_routes.register(extensions.api)
     app.register_blueprint(web_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(plans_bp)
+    app.register_blueprint(clock_bp)
     register_error_handlers(app)
 
     from app import cli

@@ -16,6 +16,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
+from app.alerts.cap import SEVERITIES
 from app.errors import DomainError, InvalidInput
 from app.extensions import db
 from app.queue import redis_holder
@@ -56,6 +57,8 @@ queue_cli = AppGroup("queue", help="The dispatch relay and reconciler.")
 alerts_cli = AppGroup("alerts", help="CAP 1.2 alerts from alerting services.")
 supply_cli = AppGroup("supply", help="Suppliers, kitchens and allocation.")
 users_cli = AppGroup("users", help="Who signs in: users, their roles and API tokens.")
+plans_cli = AppGroup("plans", help="Emergency plans and their versions.")
+process_cli = AppGroup("process", help="Response levels from a plan's rule tables.")
 
 
 @fixtures_cli.command("load")
@@ -445,6 +448,77 @@ def users_list():
     _print_json({"users": users})
 
 
+@plans_cli.command("import")
+@click.argument("path", metavar="FILE")
+@handles_errors
+def plans_import(path):
+    """Import a plan from a YAML file: a new name is created, a changed plan gets a new
+    version, the same plan changes nothing. Prints JSON."""
+    from app.process.files import import_plan_text, read_plan_bytes
+    from app.schema import ensure_schema
+    from app.types import utcnow
+
+    data = read_plan_bytes(path)
+    ensure_schema()
+    try:
+        plan, outcome = import_plan_text(data, utcnow(), name=os.path.basename(path))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    _print_json({"plan": plan.name, "version": plan.version, "outcome": outcome})
+
+
+@plans_cli.command("export")
+@click.argument("name")
+@click.option("--version", type=click.IntRange(min=1), default=None, help="default: the current")
+@handles_errors
+def plans_export(name, version):
+    """Write a version of a plan to stdout as YAML; importing it again changes nothing."""
+    from app.process.files import dump_plan
+    from app.process.services import plan_version
+
+    click.echo(dump_plan(plan_version(name, version).document), nl=False)
+
+
+@plans_cli.command("list")
+@handles_errors
+def plans_list():
+    """The current version of every plan. Prints JSON."""
+    from app.process.services import latest_plans
+
+    plans = [{"name": p.name, "version": p.version, "title": p.title} for p in latest_plans()]
+    _print_json({"plans": plans})
+
+
+def _figure(option):
+    """A click option taking a count of people or places: a whole number, 0 or more."""
+    return click.option(option, type=click.IntRange(min=0), default=None)
+
+
+@process_cli.command("suggest-level")
+@click.option("--plan", "plan_name", required=True, help="the plan whose rule tables apply")
+@_figure("--harmed")
+@_figure("--deaths")
+@_figure("--counties")
+@_figure("--townships")
+@click.option("--school", is_flag=True, help="people were harmed at a school")
+@click.option("--major-event", is_flag=True, help="people were harmed at a major event")
+@_figure("--evacuees")
+@_figure("--towns")
+@click.option("--severity", type=click.Choice(SEVERITIES), help="the CAP severity of the alert")
+@handles_errors
+def process_suggest_level(plan_name, **figures):
+    """The response level the plan's rule tables give for the figures known. Prints JSON."""
+    from app.process.services import latest_plan, level_suggestion
+
+    plan = latest_plan(plan_name, required=False)
+    if plan is None:
+        raise InvalidInput("no such plan", {"--plan": [f"no plan named {plan_name!r}"]})
+    known = {key: value for key, value in figures.items() if value is not None}
+    _print_json(level_suggestion(plan, known))
+
+
 def register(app):
     app.cli.add_command(fixtures_cli)
     app.cli.add_command(drill_cli)
@@ -452,3 +526,5 @@ def register(app):
     app.cli.add_command(alerts_cli)
     app.cli.add_command(supply_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(plans_cli)
+    app.cli.add_command(process_cli)

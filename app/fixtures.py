@@ -24,6 +24,7 @@ from app.supply.models import (
     Supplier,
 )
 from app.types import utcnow
+from app.yamlfiles import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +57,7 @@ def read_text(path):
 
 def read_yaml(path, loader=yaml.SafeLoader):
     """A YAML document from the region pack; a syntax error refuses the file with its line."""
-    name = os.path.basename(path)
-    text = read_text(path)
-
-    try:
-        return yaml.load(text, Loader=loader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{name} line {mark.line + 1}" if mark else name
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise InvalidInput(f"{name} refused: not valid YAML", {where: [problem]}) from None
+    return load_yaml(read_text(path), os.path.basename(path), loader=loader)
 
 
 class _LineLoader(yaml.SafeLoader):

@@ -64,7 +64,9 @@ def test_the_clock_needs_a_signed_in_user_with_the_right_role(client, found):
     own = _assignment(found, "education")
     _, viewer = make_user("viewer", department="education")
     assert client.post(f"/api/assignments/{own.id}/confirm").status_code == 401
-    assert client.post(f"/api/assignments/{own.id}/confirm", headers=bearer(viewer)).status_code == 403
+    assert (
+        client.post(f"/api/assignments/{own.id}/confirm", headers=bearer(viewer)).status_code == 403
+    )
     assert client.get(f"/api/incidents/{found.id}/duty-matrix").status_code == 401
     level = {"level": "III", "reason": "x"}
     answer = client.post(f"/api/incidents/{found.id}/level", json=level, headers=bearer(viewer))
@@ -129,9 +131,12 @@ def test_the_duty_matrix_over_the_api(client, found):
         f"/api/incidents/{found.id}/assignments?department=education", headers=bearer(viewer)
     )
     assert filtered.status_code == 200 and {r["department"] for r in filtered.json} == {"education"}
-    assert client.get(
-        f"/api/incidents/{found.id}/assignments?status=nonsense", headers=bearer(viewer)
-    ).status_code == 422
+    assert (
+        client.get(
+            f"/api/incidents/{found.id}/assignments?status=nonsense", headers=bearer(viewer)
+        ).status_code
+        == 422
+    )
 
 
 def test_matrix_pages_need_sign_in_and_speak_chinese_and_english(client, found):
@@ -172,7 +177,10 @@ def test_a_liaison_confirms_on_the_page_with_csrf(client, found):
     token = csrf_token(page)
 
     assert client.post(f"/assignments/{own.id}/confirm", data={}).status_code == 400
-    assert client.post(f"/assignments/{other.id}/confirm", data={"csrf_token": token}).status_code == 403
+    assert (
+        client.post(f"/assignments/{other.id}/confirm", data={"csrf_token": token}).status_code
+        == 403
+    )
     done = client.post(f"/assignments/{own.id}/confirm", data={"csrf_token": token})
     assert done.status_code in (302, 303)
     db.session.expire_all()
@@ -186,9 +194,7 @@ def test_a_poisoning_report_over_the_api_starts_the_clock(client, region):
     answer = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
     assert answer.status_code == 201, answer.json
     assert answer.json["kind"] == "food_safety" and answer.json["suggested_level"] == "IV"
-    rows = db.session.scalars(
-        select(DutyAssignment).filter_by(incident_id=answer.json["id"])
-    ).all()
+    rows = db.session.scalars(select(DutyAssignment).filter_by(incident_id=answer.json["id"])).all()
     initial = next(a for a in rows if a.duty.code == "fs-initial-report")
     assert initial.deadline_at - initial.assigned_at == timedelta(hours=2)
 
@@ -234,7 +240,10 @@ def test_contacts_and_rosters_over_the_api(client, region):
         f"/api/contacts/{substitute['id']}", json={"available": False}, headers=bearer(commerce)
     )
     assert away.status_code == 200 and away.json["available"] is False
-    assert client.delete(f"/api/rosters/{made.json['id']}", headers=bearer(commerce)).status_code == 204
+    assert (
+        client.delete(f"/api/rosters/{made.json['id']}", headers=bearer(commerce)).status_code
+        == 204
+    )
 
 
 def test_working_groups_of_an_incident(client, found):

@@ -332,7 +332,7 @@ def test_a_plan_refused_after_the_rows_were_staged_leaves_nothing_behind(app, tm
 
     refusal = _refusal(region, plan_path=str(plan_path))
 
-    assert "nowhere" in refusal.errors["duties.department"]
+    assert refusal.errors["duties[0].department"] == ["no department nowhere"]
     assert _count_suppliers() == 0
     assert db.session.scalar(select(func.count(Person.id))) == 0
 

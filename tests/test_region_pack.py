@@ -275,7 +275,8 @@ def test_plan_levels(plan):
     measures = {m["code"] for m in plan["measures"]}
     for level in plan["levels"].values():
         assert set(level["measures"]) <= measures
-        assert level["checklist"]
+        assert list(level["phases"]) == ["note", "warning", "response", "recovery", "closure"]
+        assert level["phases"]["response"]["checklist"]
     assert plan["levels"]["IV"]["declared_by_higher"] is False
     for table in ("food_safety", "supply_emergency"):
         assert {r["level"] for r in plan["rules"][table]} <= set(plan["levels"])

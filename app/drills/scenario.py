@@ -20,6 +20,7 @@ from app.alerts.cap import SEVERITIES
 from app.errors import InvalidInput
 from app.process.models import LEVELS
 from app.supply.models import MEALS
+from app.yamlfiles import UniqueKeyLoader
 
 OFFSET = re.compile(r"^\+(\d+):([0-5]\d)$")
 INJECT_KINDS = (
@@ -261,22 +262,6 @@ class Scenario:
             return handle.read()
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping: YAML would keep the last
-    and drop the first without a word."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _offset(text):
     hours, minutes = OFFSET.match(text).groups()
     return timedelta(hours=int(hours), minutes=int(minutes))
@@ -290,7 +275,7 @@ def load_scenario(path):
     except OSError as error:
         raise InvalidInput("scenario not readable", {"file": [str(error)]}) from None
     try:
-        document = yaml.load(raw.decode("utf-8-sig"), Loader=_UniqueKeyLoader)
+        document = yaml.load(raw.decode("utf-8-sig"), Loader=UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InvalidInput("scenario is not valid YAML", {"file": [str(error)]}) from None
     if not isinstance(document, dict):

@@ -412,7 +412,9 @@ class ContactSchema(StrictSchema):
     code = Code(64, required=True)
     name = Text(100, required=True)
     department = Code(64, required=True, attribute="department.code")
-    role = fields.String(required=True, validate=validate.OneOf(("commander", "liaison", "staff", "inspector")))
+    role = fields.String(
+        required=True, validate=validate.OneOf(("commander", "liaison", "staff", "inspector"))
+    )
     title = Text(200, load_default=None, allow_none=True)
     phone = Text(40, load_default=None, allow_none=True)
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=200))
@@ -431,7 +433,9 @@ class ContactChangeSchema(StrictSchema):
 class ShiftSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     department = Code(64, required=True, attribute="department.code")
-    role = fields.String(required=True, validate=validate.OneOf(("commander", "liaison", "inspector")))
+    role = fields.String(
+        required=True, validate=validate.OneOf(("commander", "liaison", "inspector"))
+    )
     person = Code(64, required=True, attribute="person.code")
     substitute = Code(64, load_default=None, allow_none=True, attribute="substitute.code")
     starts_at = Instant(required=True)
@@ -561,7 +565,9 @@ class Rosters(MethodView):
             department_id=department.id,
             role=body["role"],
             person=_person(body["person"]["code"], "person"),
-            substitute=_person(substitute["code"], "substitute") if substitute.get("code") else None,
+            substitute=_person(substitute["code"], "substitute")
+            if substitute.get("code")
+            else None,
             starts_at=body["starts_at"],
             ends_at=body["ends_at"],
             note=body["note"],
@@ -588,7 +594,11 @@ def groups_of(incident, at):
     for group in db.session.scalars(
         select(WorkingGroup).filter_by(incident_id=incident.id).order_by(WorkingGroup.id)
     ):
-        lead = db.session.get(Department, group.lead_department_id) if group.lead_department_id else None
+        lead = (
+            db.session.get(Department, group.lead_department_id)
+            if group.lead_department_id
+            else None
+        )
         members = []
         for member in group.members:
             person = member.person

@@ -1,6 +1,6 @@
 """Emergency plans: response levels, rule tables, duties and settings, versioned."""
 
-from sqlalchemy import JSON, String, UniqueConstraint
+from sqlalchemy import JSON, String, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -28,8 +28,19 @@ class Plan(db.Model):
     imported_at = mapped_column(UTCDateTime, nullable=False)
 
     @property
+    def title_en(self):
+        return self.document.get("title_en")
+
+    @property
     def settings(self):
         return self.document.get("settings", {})
 
     def level(self, code):
+        """The plan's entry for response level `code` (I to IV)."""
         return self.document["levels"][code]
+
+
+@event.listens_for(Plan, "before_update")
+def _versions_are_kept(mapper, connection, plan):
+    """A stored version is what incidents activated with it ran on: it never changes."""
+    raise RuntimeError(f"plan {plan.name} version {plan.version} is stored; import a new version")

@@ -1,7 +1,7 @@
 """duty lifecycle, rosters, checklists, food-safety reports
 
 Revision ID: 8023ebea92c7
-Revises: a5364dcc7c2a
+Revises: a7c969ae1142
 Create Date: 2026-12-04 02:33:50.235092
 
 """
@@ -13,7 +13,7 @@ import app.types
 
 # revision identifiers, used by Alembic.
 revision = '8023ebea92c7'
-down_revision = 'a5364dcc7c2a'
+down_revision = 'a7c969ae1142'
 branch_labels = None
 depends_on = None
 
