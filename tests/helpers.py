@@ -90,3 +90,19 @@ def sign_in(client, username, password):
     form = csrf_token(client.get("/login").get_data(as_text=True))
     data = {"csrf_token": form, "username": username, "password": password}
     return client.post("/login", data=data)
+
+
+def first_assignment(found, department_code):
+    """The first duty assignment of a department in an incident."""
+    from sqlalchemy import select
+
+    from app.duties.models import DutyAssignment
+
+    return db.session.scalar(
+        select(DutyAssignment)
+        .join(DutyAssignment.department)
+        .where(DutyAssignment.incident_id == found.id)
+        .filter_by(code=department_code)
+        .order_by(DutyAssignment.id)
+        .limit(1)
+    )

@@ -12,7 +12,7 @@ from app.duties.models import DutyAssignment
 from app.extensions import db
 from app.organisation.models import Person
 from app.organisation.services import department
-from tests.helpers import T0, bearer, csrf_token, incident, make_user, sign_in
+from tests.helpers import T0, bearer, csrf_token, first_assignment, incident, make_user, sign_in
 
 
 @pytest.fixture
@@ -21,14 +21,7 @@ def found(region):
 
 
 def _assignment(found, code):
-    return db.session.scalar(
-        select(DutyAssignment)
-        .join(DutyAssignment.department)
-        .where(DutyAssignment.incident_id == found.id)
-        .filter_by(code=code)
-        .order_by(DutyAssignment.id)
-        .limit(1)
-    )
+    return first_assignment(found, code)
 
 
 def _liaison(code):
@@ -252,3 +245,40 @@ def test_working_groups_of_an_incident(client, found):
     supply = next(g for g in groups if g["code"] == "supply")
     assert supply["lead"] == "commerce" and supply["members"]
     assert all(member["on_duty_now"] for member in supply["members"])
+
+
+def test_the_commander_closes_a_duty_and_moves_the_phase(client, found):
+    _, commander = make_user("commander", department="government")
+    _, education = _liaison("education")
+    own = _assignment(found, "education")
+
+    closed = client.post(
+        f"/api/assignments/{own.id}/close", json={"note": "已完成"}, headers=bearer(commander)
+    )
+    assert closed.status_code == 200 and closed.json["status"] == "closed"
+    late = client.post(f"/api/assignments/{own.id}/confirm", headers=bearer(education))
+    assert late.status_code == 409
+
+    lines = client.get(f"/api/incidents/{found.id}/checklist", headers=bearer(commander)).json
+    response_lines = [line for line in lines if line["phase"] == "response"]
+    assert response_lines and all(line["status"] == "open" for line in response_lines)
+    done = client.post(
+        f"/api/checklist-items/{response_lines[0]['id']}/done", headers=bearer(education)
+    )
+    assert done.status_code == 200 and done.json["status"] == "done"
+
+    moved = client.post(
+        f"/api/incidents/{found.id}/phase",
+        json={"phase": "recovery", "reason": "台风过境"},
+        headers=bearer(commander),
+    )
+    assert moved.status_code == 200 and moved.json["phase"] == "recovery"
+    assert moved.json["checklist"]["added"] > 0
+    lines = client.get(f"/api/incidents/{found.id}/checklist", headers=bearer(commander)).json
+    statuses = {line["id"]: line["status"] for line in lines}
+    assert statuses[response_lines[0]["id"]] == "done"  # done stays done
+    assert all(statuses[line["id"]] == "retired" for line in response_lines[1:])
+    bad = client.post(
+        f"/api/incidents/{found.id}/phase", json={"phase": "later"}, headers=bearer(commander)
+    )
+    assert bad.status_code == 422 and "phase" in bad.json["errors"]["json"]

@@ -18,20 +18,13 @@ from app.organisation.models import CommandPost, GroupMember, Person, WorkingGro
 from app.organisation.services import add_shift, department, liaison_of, office_liaison
 from app.process.response import end_response, set_level
 from app.queue import get_redis
-from tests.helpers import T0, incident, set_clock
+from tests.helpers import T0, first_assignment, incident, set_clock
 
 ESCALATE_AFTER = timedelta(minutes=30)
 
 
 def _assignment(found, code):
-    return db.session.scalar(
-        select(DutyAssignment)
-        .join(DutyAssignment.department)
-        .where(DutyAssignment.incident_id == found.id)
-        .filter_by(code=code)
-        .order_by(DutyAssignment.id)
-        .limit(1)
-    )
+    return first_assignment(found, code)
 
 
 def _messages(found, kind):
@@ -392,3 +385,25 @@ def test_a_live_incident_runs_on_the_wall_clock_through_the_relay(app, region, r
     assert all(a.reminded_at is not None and a.reminded_at > started for a in assignments)
     assert all(a.escalation_step == 2 for a in assignments)
     assert len(_messages(found, "duty_reminder")) == len(assignments)
+
+
+def test_a_duty_retired_and_assigned_again_at_one_instant_is_still_chased(region, run_worker):
+    found = incident(level="II")
+    at = T0 + timedelta(minutes=10)
+    boarding = None
+    for assignment in found_assignments(found):
+        if assignment.duty.code == "edu-boarding-meals":  # levels I and II only
+            boarding = assignment
+        else:
+            confirm(assignment, liaison_of(assignment.department_id), at)
+    set_level(found, "IV", reason="down", at=at)
+    assert boarding.status == "retired"
+    set_level(found, "II", reason="up again", at=at)
+    db.session.commit()
+    deadline = at + timedelta(minutes=boarding.duty.confirm_within_minutes)
+    assert boarding.status == "assigned" and boarding.deadline_at == deadline
+
+    _advance(found, deadline, run_worker)
+    # Every duty the level asks for anew waits for a fresh confirmation, this one too.
+    reminded = [m.subject for m in _messages(found, "duty_reminder")]
+    assert sum(boarding.duty.title in subject for subject in reminded) == 1

@@ -34,6 +34,10 @@ def schedule(kind, incident, subject_id, due_at):
         )
     )
     if existing is not None:
+        if existing.done_at is not None and (existing.outcome or "").startswith("cancelled"):
+            # Asked for again after it was called off (a duty retired and assigned anew at
+            # the same instant): it fires after all.
+            existing.done_at = existing.enqueued_at = existing.outcome = None
         return existing
     action = ScheduledAction(
         kind=kind, incident_id=incident.id, subject_id=subject_id, due_at=due_at

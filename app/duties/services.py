@@ -18,7 +18,7 @@ from app.errors import Conflict, Forbidden, InvalidInput
 from app.extensions import db
 from app.incidents.services import record
 from app.organisation.services import chain_person, commander_of, liaison_of
-from app.types import local_iso
+from app.types import local_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,9 @@ def escalation_of(plan):
     return chain, timedelta(minutes=int(escalation.get("escalate_after_minutes", 30)))
 
 
-def _cancel_pending(assignment, why, at):
-    """Retire the reminders and escalations still waiting for this assignment."""
+def _cancel_pending(assignment, why):
+    """Call off the reminders and escalations still waiting for this assignment (marked
+    on the wall clock, as the tick's own bookkeeping is)."""
     db.session.execute(
         update(ScheduledAction)
         .where(
@@ -41,7 +42,7 @@ def _cancel_pending(assignment, why, at):
             ScheduledAction.subject_id == assignment.id,
             ScheduledAction.done_at.is_(None),
         )
-        .values(done_at=at, outcome=f"cancelled: {why}"),
+        .values(done_at=utcnow(), outcome=f"cancelled: {why}"),
         execution_options={"synchronize_session": False},
     )
 
@@ -79,18 +80,23 @@ def assign(incident, duty, at):
     db.session.flush()
     _schedule_clock(incident, assignment)
 
-    liaison = liaison_of(duty.department_id, at)
-    if liaison is not None:
-        notify(
-            key=f"duty-assigned-{assignment.id}-{at.timestamp():.0f}",
-            kind="duty_assigned",
-            subject=f"请确认职责：{duty.title}",
-            body=f"依据：{duty.legal_basis}；请于 {local_iso(assignment.deadline_at)} 前确认。",
-            incident=incident,
-            person=liaison,
-            at=at,
-        )
+    _page_department(
+        incident,
+        assignment,
+        at,
+        key=f"duty-assigned-{assignment.id}-{at.timestamp():.0f}",
+        kind="duty_assigned",
+        subject=f"请确认职责：{duty.title}",
+        body=f"依据：{duty.legal_basis}；请于 {local_iso(assignment.deadline_at)} 前确认。",
+    )
     return assignment, True
+
+
+def _page_department(incident, assignment, at, **message):
+    """Tell the department's liaison on duty now, if anyone is."""
+    liaison = liaison_of(assignment.department_id, at)
+    if liaison is not None:
+        notify(incident=incident, person=liaison, at=at, **message)
 
 
 def _plan_duties(incident, trigger="level"):
@@ -130,7 +136,7 @@ def reconcile_duties(incident, at):
             assignment.status = "retired"
             assignment.closed_at = at
             assignment.close_note = f"level {incident.level} does not ask for this duty"
-            _cancel_pending(assignment, "retired by a level change", at)
+            _cancel_pending(assignment, "retired by a level change")
             counts["retired"] += 1
     return counts
 
@@ -158,7 +164,7 @@ def confirm(assignment, person, at, department_id=None):
     assignment.status = "confirmed"
     assignment.confirmed_at = at
     assignment.confirmed_by_id = person.id if person is not None else None
-    _cancel_pending(assignment, "confirmed", at)
+    _cancel_pending(assignment, "confirmed")
     late = " (late)" if at > assignment.deadline_at else ""
     record(
         assignment_incident(assignment),
@@ -181,7 +187,7 @@ def object_to(assignment, person, reason, at, department_id=None):
     assignment.status = "objected"
     assignment.objection = reason.strip()
     assignment.objected_at = at
-    _cancel_pending(assignment, "objected", at)
+    _cancel_pending(assignment, "objected")
     commander = commander_of(incident, at)
     if commander is not None:
         notify(
@@ -210,17 +216,15 @@ def decide_objection(assignment, *, uphold, reason, at):
         assignment.deadline_at = at + timedelta(minutes=assignment.duty.confirm_within_minutes)
         assignment.escalation_step = 0
         _schedule_clock(incident, assignment)
-        liaison = liaison_of(assignment.department_id, at)
-        if liaison is not None:
-            notify(
-                key=f"duty-upheld-{assignment.id}-{at.timestamp():.0f}",
-                kind="duty_assigned",
-                subject=f"异议未采纳，请确认职责：{assignment.duty.title}",
-                body=f"{reason.strip()}；请于 {local_iso(assignment.deadline_at)} 前确认。",
-                incident=incident,
-                person=liaison,
-                at=at,
-            )
+        _page_department(
+            incident,
+            assignment,
+            at,
+            key=f"duty-upheld-{assignment.id}-{at.timestamp():.0f}",
+            kind="duty_assigned",
+            subject=f"异议未采纳，请确认职责：{assignment.duty.title}",
+            body=f"{reason.strip()}；请于 {local_iso(assignment.deadline_at)} 前确认。",
+        )
     else:
         assignment.status = "closed"
         assignment.closed_at = at
@@ -237,7 +241,7 @@ def close(assignment, note, at):
     assignment.status = "closed"
     assignment.closed_at = at
     assignment.close_note = note
-    _cancel_pending(assignment, "closed", at)
+    _cancel_pending(assignment, "closed")
     return assignment
 
 
@@ -262,17 +266,15 @@ def remind(assignment, at):
     incident = assignment_incident(assignment)
     assignment.overdue_at = at
     assignment.reminded_at = at
-    liaison = liaison_of(assignment.department_id, at)
-    if liaison is not None:
-        notify(
-            key=f"duty-remind-{assignment.id}-{at.timestamp():.0f}",
-            kind="duty_reminder",
-            subject=f"职责确认已超时：{assignment.duty.title}",
-            body="请立即确认，逾期将上报指挥部。",
-            incident=incident,
-            person=liaison,
-            at=at,
-        )
+    _page_department(
+        incident,
+        assignment,
+        at,
+        key=f"duty-remind-{assignment.id}-{at.timestamp():.0f}",
+        kind="duty_reminder",
+        subject=f"职责确认已超时：{assignment.duty.title}",
+        body="请立即确认，逾期将上报指挥部。",
+    )
     record(incident, "duty_overdue", f"{assignment.department.name}: reminded", at)
     return "reminded"
 

@@ -16,6 +16,16 @@ from app.process.services import PHASES, suggest_level
 log = logging.getLogger(__name__)
 
 
+def _note_declared_above(incident, level, at):
+    """Levels I to III are declared by higher government; the district works within them."""
+    entry = incident.plan.level(level)
+    if entry.get("declared_by_higher"):
+        by = entry.get("commanded_by") or "higher"
+        record(
+            incident, "level_declared_above", f"level {level}: declared by the {by} government", at
+        )
+
+
 def activate(incident, level, *, at, reason, by=None):
     """Activate the plan at a confirmed level: command, working groups, duties, reports."""
     from app.clock.services import schedule
@@ -27,6 +37,7 @@ def activate(incident, level, *, at, reason, by=None):
     if incident.activated_at is not None:
         raise Conflict("the plan is already activated for this incident; change its level")
     change_level(incident, level, reason=reason, at=at, by=by)
+    _note_declared_above(incident, level, at)
     incident.status = "active"
     incident.activated_at = at
     incident.phase = "response"
@@ -60,6 +71,7 @@ def set_level(incident, level, *, at, reason, by=None):
     if level == incident.level:
         raise Conflict(f"the level is already {level}")
     change_level(incident, level, reason=reason, at=at, by=by)
+    _note_declared_above(incident, level, at)
     if incident.phase not in ("response", "recovery"):
         incident.phase = "response"
     duties = reconcile_duties(incident, at)
