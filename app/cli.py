@@ -14,7 +14,7 @@ import sys
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.alerts.cap import SEVERITIES
 from app.errors import DomainError, InvalidInput
@@ -40,6 +40,12 @@ def handles_errors(command):
             return command(*args, **kwargs)
         except DomainError as error:
             _refuse(error)
+        except RecursionError:
+            click.echo("refused: the input is nested too deeply", err=True)
+            sys.exit(2)
+        except IntegrityError:
+            click.echo("refused: another change to the same record came first; try again", err=True)
+            sys.exit(2)
         except OperationalError as error:
             click.echo(f"database not reachable or not ready: {error.orig}", err=True)
             sys.exit(1)

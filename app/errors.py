@@ -1,6 +1,6 @@
 """Domain errors raised by services; the HTTP boundary maps them to status codes."""
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -68,6 +68,26 @@ def register_error_handlers(app):
         if not wants_json():
             return _error_page(503, message), 503, {"Retry-After": "5"}
         return error_body(503, message), 503, {"Retry-After": "5"}
+
+    @app.errorhandler(IntegrityError)
+    def handle_concurrent_change(error):
+        """Two requests raced to write the same row (a plan version, a command post): the
+        database kept one; the other is told, not given a 500."""
+        from app.extensions import db
+
+        db.session.rollback()
+        message = "another change to the same record came first; reload and try again"
+        if not wants_json():
+            return _error_page(409, message), 409
+        return error_body(409, message), 409
+
+    @app.errorhandler(RecursionError)
+    def handle_deep_input(error):
+        """A body nested thousands deep (JSON or YAML) is refused, not a crash."""
+        message = "the input is nested too deeply"
+        if not wants_json():
+            return _error_page(400, message), 400
+        return error_body(400, message), 400
 
     @app.errorhandler(HTTPException)
     def handle_http_error(error):

@@ -37,6 +37,8 @@ def load_yaml(text, name, loader=UniqueKeyLoader):
     """The document in `text`; a syntax error or a repeated key refuses it with its line."""
     try:
         return yaml.load(text, Loader=loader)
+    except RecursionError:
+        raise InvalidInput(f"{name} refused", {name: ["nested too deeply"]}) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{name} line {mark.line + 1}" if mark else name

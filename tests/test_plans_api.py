@@ -91,6 +91,16 @@ def test_the_name_in_the_url_must_be_the_documents(client, writer):
         (lambda d: d["duties"][0].update(department="nowhere"), "duties[0].department"),
         (lambda d: d["levels"]["II"]["phases"].pop("warning"), "levels.II.phases.warning"),
         (lambda d: d.update(levels=["I", "II"]), "levels"),
+        (lambda d: d["settings"]["meal_times"].update(lunch=690), "settings.meal_times.lunch"),
+        (lambda d: d["settings"].update(speed_kmh=0), "settings.speed_kmh"),
+        (lambda d: d["settings"].update(sample_min_grams=1), "settings.sample_min_grams"),
+        (lambda d: d["settings"].update(holding_band_c=[60, 8]), "settings.holding_band_c"),
+        (lambda d: d["settings"].update(rating_floor={"hospital": "Z"}), "settings.rating_floor.hospital.value"),
+        (lambda d: d["settings"].update(priority_types=["spaceship"]), "settings.priority_types[0]"),
+        (lambda d: d["settings"].update(speeed_kmh=30), "settings.speeed_kmh"),
+        (lambda d: d.update(title="a\x00b"), "title"),
+        (lambda d: d.update(title="a\u202eb"), "title"),
+        (lambda d: d["duties"][0].update(title="bell\x07"), "duties[0].title"),
     ],
 )  # fmt: skip
 def test_a_refused_document_is_422_naming_the_key(client, writer, change, key):
@@ -102,6 +112,42 @@ def test_a_refused_document_is_422_naming_the_key(client, writer, change, key):
     assert response.status_code == 422
     assert key in response.get_json()["errors"]
     assert latest_plan(NAME).version == 1
+
+
+def test_a_deeply_nested_body_is_refused_not_a_crash(client, writer):
+    deep = ("a: " + "[" * 3000).encode()
+    as_yaml = client.put(f"/api/plans/{NAME}", data=deep, headers=AUTH,
+                         content_type="application/yaml")  # fmt: skip
+    as_json = client.put(f"/api/plans/{NAME}", data="[" * 5000 + "]" * 5000, headers=AUTH,
+                         content_type="application/json")  # fmt: skip
+    shallow_but_deep = {"document": {"name": NAME, "x": [[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]}}
+
+    assert as_yaml.status_code == 422 and as_json.status_code in (400, 422)
+    nested = client.put(f"/api/plans/{NAME}", json=shallow_but_deep, headers=AUTH)
+    assert nested.status_code == 422 and "nested" in str(nested.get_json()["errors"])
+    assert plan_count() == 1
+
+
+def test_a_json_key_given_twice_is_refused(client, writer):
+    body = '{"document": {"name": "a", "name": "b"}}'
+    response = client.put(f"/api/plans/{NAME}", data=body, headers=AUTH,
+                          content_type="application/json")  # fmt: skip
+
+    assert response.status_code == 422 and "twice" in str(response.get_json()["errors"])
+
+
+def test_a_change_made_from_an_old_version_is_409(client, writer):
+    document = read_yaml(DEFAULT_PLAN)
+    document["sitreps"]["every_hours"] = 6
+    first = client.put(f"/api/plans/{NAME}?base_version=1", json={"document": document},
+                       headers=AUTH)  # fmt: skip
+    document["sitreps"]["every_hours"] = 8
+    stale = client.put(f"/api/plans/{NAME}?base_version=1", json={"document": document},
+                       headers=AUTH)  # fmt: skip
+
+    assert first.status_code == 201 and stale.status_code == 409
+    assert "version 2" in stale.get_json()["message"]
+    assert latest_plan(NAME).version == 2
 
 
 def test_a_yaml_body_refused_names_the_line(client, writer):

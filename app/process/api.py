@@ -4,12 +4,14 @@ of the right to change plans (see app.process.access).
 A version, once stored, never changes: an incident keeps the version it was activated with.
 """
 
+import json
+
 from flask import request
 from flask.views import MethodView
 from flask_smorest import abort
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
-from app.api.routes import ID, Blueprint, NoQuery, StrictSchema
+from app.api.routes import ID, MAX_ID, Blueprint, NoQuery, QueryInteger, StrictSchema
 from app.errors import InvalidInput
 from app.extensions import db
 from app.process import services
@@ -40,6 +42,10 @@ class PlanBodySchema(StrictSchema):
     document = fields.Dict(required=True)
 
 
+class BaseVersionQuery(StrictSchema):
+    base_version = QueryInteger(load_default=None, validate=validate.Range(1, MAX_ID))
+
+
 class ImportOutcomeSchema(StrictSchema):
     plan = fields.String()
     version = fields.Integer()
@@ -64,18 +70,22 @@ class PlanByName(MethodView):
         return services.latest_plan(name)
 
     @requires_plan_writer
+    @blp.arguments(BaseVersionQuery, location="query", as_kwargs=True)
     @blp.response(200, ImportOutcomeSchema)
     @blp.alt_response(201, description="A new plan, or a new version of it")
     @blp.alt_response(403, description="No right to change plans")
+    @blp.alt_response(409, description="base_version is no longer the current version")
     @blp.alt_response(413, description="Larger than 1 MiB")
     @blp.alt_response(415, description="Neither JSON nor YAML")
     @blp.alt_response(422, description="The plan is refused, every bad key named")
-    def put(self, name):
+    def put(self, name, base_version):
         """Store a plan as its next version: JSON `{"document": {...}}`, or the YAML file
         itself with Content-Type application/yaml.
 
         201 when a version was created, 200 when the plan is the same as its current
-        version. The name in the URL must be the document's.
+        version. The name in the URL must be the document's. With `?base_version=N`, the
+        version the change was made from, a plan changed meanwhile by someone else is 409
+        rather than overwritten.
         """
         if (request.content_length or 0) > MAX_BYTES:
             abort(413, message=f"a plan is at most {MAX_BYTES} bytes")
@@ -85,7 +95,7 @@ class PlanByName(MethodView):
             body = _json_document()
         else:
             abort(415, message='send JSON {"document": ...} or YAML (application/yaml)')
-        plan, outcome = _import(name, body)
+        plan, outcome = _import(name, body, base_version)
         code = 200 if outcome == "unchanged" else 201
         return {"plan": plan.name, "version": plan.version, "outcome": outcome}, code
 
@@ -101,16 +111,25 @@ class PlanVersion(MethodView):
 
 def _json_document():
     """The plan document of a JSON body."""
-    data = request.get_json(silent=True)
-    if data is None:
-        raise InvalidInput("body refused", {"json": ["not valid JSON"]})
+    try:
+        data = json.loads(request.get_data(), object_pairs_hook=_refuse_repeated_keys)
+    except ValueError as error:
+        raise InvalidInput("body refused", {"json": [f"not valid JSON: {error}"]}) from None
     try:
         return PlanBodySchema().load(data)["document"]
     except ValidationError as error:
         raise InvalidInput("body refused", error.messages) from None
 
 
-def _import(name, body):
+def _refuse_repeated_keys(pairs):
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"key {repeated[0]!r} given twice")
+    return dict(pairs)
+
+
+def _import(name, body, base_version=None):
     """Check the plan in the body is this plan, import it, and commit once or roll back."""
     if isinstance(body, dict):
         services.validate_plan(body)
@@ -121,6 +140,7 @@ def _import(name, body):
         raise InvalidInput(
             "plan refused", {"name": [f"the document names {document['name']!r}, the URL {name!r}"]}
         )
+    services.check_base_version(name, base_version)
     try:
         plan, outcome = services.import_plan(document, utcnow())
         db.session.commit()

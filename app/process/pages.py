@@ -4,11 +4,11 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import get_locale, gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import TextAreaField
+from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired
 
 from app.api.routes import ID
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.extensions import db
 from app.process import services
 from app.process.access import requires_plan_writer
@@ -49,6 +49,7 @@ class PlanEditForm(FlaskForm):
     """The YAML of a plan, saved as its next version; the form carries its CSRF token."""
 
     document = TextAreaField(lazy_gettext("Plan (YAML)"), validators=[DataRequired()])
+    base_version = HiddenField()
 
 
 def _in_language(entry, key):
@@ -129,6 +130,7 @@ def plan_edit(name):
     errors = None
     if request.method == "GET":
         form.document.data = dump_plan(current.document)
+        form.base_version.data = str(current.version)
     elif form.validate_on_submit():
         errors = _save(name, form)
         if errors is None:
@@ -153,8 +155,13 @@ def _save(name, form):
                 "plan refused",
                 {"name": [gettext("this page edits %(name)s; keep its name", name=name)]},
             )
+        base = form.base_version.data
+        services.check_base_version(name, int(base) if (base or "").isdigit() else None)
         services.import_plan(document, utcnow())
         db.session.commit()
+    except Conflict as error:
+        db.session.rollback()
+        return {"base_version": [str(error)]}
     except InvalidInput as error:
         db.session.rollback()
         return {"": [str(error)], **error.errors}

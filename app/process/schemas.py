@@ -2,7 +2,8 @@
 
 Every mapping refuses keys it does not know, so a misspelt key is named instead of being
 ignored; `note` (and `<section>_note`) keys of free text are allowed wherever a value
-needs saying where it comes from. `settings` is open: the modules that read it check it.
+needs saying where it comes from. `settings` is checked too: the allocation, the drills
+and the serving-time check read it, and a wrong value there would fail only later.
 """
 
 import math
@@ -12,6 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.alerts.cap import SEVERITIES
 from app.process.models import LEVELS
+from app.supply.models import DEMAND_POINT_TYPES, DIETS, RATINGS
 
 PHASES = ("warning", "response", "recovery", "closure")
 COMMANDED_BY = ("national", "provincial", "municipal", "county")
@@ -219,6 +221,66 @@ class SitrepsSchema(Strict):
     every_hours = Whole(validate=validate.Range(1, 24 * 7))
 
 
+class Minutes(Whole):
+    def __init__(self, low=0, high=MAX_MINUTES, **kwargs):
+        super().__init__(validate=validate.Range(low, high), **kwargs)
+
+
+class MealTimesSchema(Strict):
+    """When each meal is served, "HH:MM" in the command's zone, in quotes."""
+
+    breakfast = fields.String(validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+    lunch = fields.String(validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+    dinner = fields.String(validate=validate.Regexp(r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))
+
+    def handle_error(self, error, data, **kwargs):
+        for key, value in (data or {}).items() if isinstance(data, dict) else ():
+            if not isinstance(value, str) and key in self.fields:
+                # YAML reads 11:30 unquoted as a number of minutes (690).
+                error.messages[key] = [f'write the time in quotes, e.g. "11:30", not {value!r}']
+        raise error
+
+
+class SettingsSchema(Strict):
+    """The values the allocation, drills and checks read, each within what makes sense."""
+
+    holding_window_minutes = Minutes(1, 24 * 60)
+    holding_band_c = fields.List(
+        Figure(validate=validate.Range(-30, 100)), validate=validate.Length(2, 2)
+    )
+    hot_holding_window_minutes = Minutes(1, 24 * 60)
+    chilled_window_minutes = Minutes(1, 72 * 60)
+    dispatch_minutes = Minutes(0, 24 * 60)
+    cooking_minutes = Minutes(0, 24 * 60)
+    serving_minutes = Minutes(0, 24 * 60)
+    speed_kmh = Figure(validate=validate.Range(1, 200))
+    detour_factor = Figure(validate=validate.Range(1, 5))
+    # The catering operating code: at least 125 g of every dish, kept at least 48 hours.
+    sample_min_grams = Whole(validate=validate.Range(125, 10_000))
+    sample_keep_hours = Whole(validate=validate.Range(48, 24 * 30))
+    rating_floor = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(DEMAND_POINT_TYPES)),
+        values=fields.String(validate=validate.OneOf(RATINGS)),
+    )
+    priority_types = fields.List(fields.String(validate=validate.OneOf(DEMAND_POINT_TYPES)))
+    priority_diets = fields.List(fields.String(validate=validate.OneOf(DIETS)))
+    meal_times = fields.Nested(MealTimesSchema)
+    order_cutoff = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(("breakfast", "lunch", "dinner"))),
+        values=Text(100),
+    )
+    risk_weights = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(("green", "yellow", "orange", "red"))),
+        values=Figure(validate=validate.Range(0.1, 100)),
+    )
+
+    @validates_schema
+    def check_band(self, data, **kwargs):
+        band = data.get("holding_band_c")
+        if band and len(band) == 2 and band[0] >= band[1]:
+            raise ValidationError("the low end comes first: [8, 60]", "holding_band_c")
+
+
 class PlanDocumentSchema(Strict):
     name = fields.String(
         required=True,
@@ -243,4 +305,4 @@ class PlanDocumentSchema(Strict):
     duties = fields.List(fields.Nested(DutySchema), required=True)
     escalation = fields.Nested(EscalationSchema)
     sitreps = fields.Nested(SitrepsSchema)
-    settings = fields.Dict(keys=fields.String(), required=True)
+    settings = fields.Nested(SettingsSchema, required=True)

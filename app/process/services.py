@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 
 from sqlalchemy import func, select
 
@@ -35,21 +36,35 @@ def validate_plan(document):
         raise InvalidInput("plan refused", errors)
 
 
-def _not_json(value, path):
-    """Values JSON cannot keep as they are (dates, sets, NaN, keys that are not text)."""
+# No plan nests deeper than this; a deeper document is a mistake or an attack.
+MAX_DEPTH = 12
+# Text may hold line breaks and tabs, but no other control character (PostgreSQL cannot
+# store NUL; the others, and the bidirectional overrides, hide what text says).
+_HIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _not_json(value, path, depth=0):
+    """Values JSON cannot keep as they are (dates, sets, NaN, keys that are not text), text
+    with control characters, and nesting deeper than any plan has."""
+    if depth > MAX_DEPTH:
+        return {path: [f"nested more than {MAX_DEPTH} deep"]}
+    if isinstance(value, str):
+        return {path: ["must not hold control characters"]} if _HIDDEN.search(value) else {}
     if isinstance(value, dict):
         errors = {}
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str):
                 errors[where] = [f"a key must be text, got {key!r}; put it in quotes"]
+            elif _HIDDEN.search(key):
+                errors[path or "plan"] = ["a key must not hold control characters"]
             else:
-                errors.update(_not_json(item, where))
+                errors.update(_not_json(item, where, depth + 1))
         return errors
     if isinstance(value, list):
         errors = {}
         for index, item in enumerate(value):
-            errors.update(_not_json(item, f"{path}[{index}]"))
+            errors.update(_not_json(item, f"{path}[{index}]", depth + 1))
         return errors
     if isinstance(value, float) and not math.isfinite(value):
         return {path: ["must be a finite number"]}
@@ -188,6 +203,21 @@ def _unknown_departments(document, known):
         for j, code in enumerate(group.get("members", [])):
             named.append((f"working_groups[{i}].members[{j}]", code))
     return {key: [f"no department {code}"] for key, code in named if code not in known}
+
+
+def check_base_version(name, base_version):
+    """A change made from version `base_version` is refused once another is current, so
+    two people editing at once do not overwrite each other unseen."""
+    from app.errors import Conflict
+
+    if base_version is None:
+        return
+    current = latest_plan(name, required=False)
+    if current is not None and current.version != base_version:
+        raise Conflict(
+            f"{name} is at version {current.version} now, not {base_version}: "
+            "reload it and make the change again"
+        )
 
 
 def latest_plan(name, required=True):
