@@ -400,6 +400,34 @@ def _password_from_stdin():
     return sys.stdin.readline().rstrip("\r\n")
 
 
+@users_cli.command("deactivate")
+@click.argument("username")
+@handles_errors
+def users_deactivate(username):
+    """Lock a user out: their sessions end and their tokens are revoked. Prints JSON."""
+    from app.accounts.services import deactivate, user_by_username
+
+    user = user_by_username(username)
+    revoked = deactivate(user)
+    db.session.commit()
+    _print_json({"username": user.username, "active": False, "tokens_revoked": revoked})
+
+
+@users_cli.command("set-role")
+@click.argument("username")
+@click.option("--role", required=True)
+@click.option("--department", "department_code", help="the department acted for, if it changes")
+@handles_errors
+def users_set_role(username, role, department_code):
+    """Give a user another role (and department). Prints JSON."""
+    from app.accounts.services import change_role, describe, user_by_username
+
+    user = user_by_username(username)
+    change_role(user, role, department_code)
+    db.session.commit()
+    _print_json(describe(user))
+
+
 @users_cli.command("token")
 @click.argument("username")
 @click.option("--name", default="api", show_default=True, help="what the token is for")

@@ -198,9 +198,50 @@ def test_an_organisation_that_does_not_fit_the_role_is_refused(region, role, org
 def test_a_person_lends_a_user_their_department_and_name(region):
     from app.accounts.services import create_user
 
-    user = create_user("zhou", "liaison", person_code="gov-liaison-1")
+    user = create_user("wu", "liaison", person_code="gov-staff-1")
 
-    assert user.department.code == "government" and user.display_name == "周丽华"
+    assert user.department.code == "government" and user.display_name == "吴佳怡"
+
+
+def test_a_person_is_one_user_of_their_own_department(region):
+    from app.accounts.services import create_user
+    from app.errors import Conflict
+
+    with pytest.raises(InvalidInput) as other:
+        create_user("lin", "liaison", department_code="health", person_code="ms-staff-1")
+    with pytest.raises(InvalidInput) as twice:
+        create_user("zhou2", "liaison", person_code="gov-liaison-1")  # the pack made one
+    with pytest.raises(Conflict):
+        create_user("GOV-COMMANDER-1", "viewer", department_code="government")
+
+    assert "another department" in other.value.errors["person"][0]
+    assert "already has a user" in twice.value.errors["person"][0]
+
+
+def test_a_new_password_ends_earlier_sessions_and_deactivation_ends_all(app, client, commander):
+    user, token = commander
+    sign_in(client, "chen", PASSWORD)
+    assert client.get("/incidents").status_code == 200
+
+    changed = _cli(app, "set-password", "chen", stdin="another long password\n")
+    assert changed.exit_code == 0
+    assert client.get("/incidents").status_code in (302, 303)  # signed out
+
+    sign_in(client, "chen", "another long password")
+    assert client.get("/incidents").status_code == 200
+    gone = _cli(app, "deactivate", "chen")
+    assert gone.exit_code == 0 and json.loads(gone.stdout)["tokens_revoked"] == 1
+    assert client.get("/incidents").status_code in (302, 303)
+    assert client.get("/api/me", headers=bearer(token)).status_code == 401
+
+
+def test_the_cli_changes_a_role(app, region):
+    make_user("viewer", department="health", username="xu")
+    moved = _cli(app, "set-role", "xu", "--role", "liaison")
+    refused = _cli(app, "set-role", "xu", "--role", "supplier")
+
+    assert moved.exit_code == 0 and json.loads(moved.stdout)["role"] == "liaison"
+    assert refused.exit_code == 2 and "supplier" in refused.stderr
 
 
 def test_the_region_pack_gives_its_commanders_liaisons_and_inspectors_users(region):

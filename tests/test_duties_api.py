@@ -282,3 +282,139 @@ def test_the_commander_closes_a_duty_and_moves_the_phase(client, found):
         f"/api/incidents/{found.id}/phase", json={"phase": "later"}, headers=bearer(commander)
     )
     assert bad.status_code == 422 and "phase" in bad.json["errors"]["json"]
+
+
+def test_marking_the_liaison_unreachable_hands_their_duties_over(client, found):
+    from app.coordination.models import Notification
+
+    _, commander = make_user("commander", department="government")
+    standing = db.session.scalar(
+        select(Person).filter_by(department_id=department("commerce").id, on_duty=True)
+    )
+    answer = client.patch(
+        f"/api/contacts/{standing.id}", json={"available": False}, headers=bearer(commander)
+    )
+    assert answer.status_code == 200
+    handed = db.session.scalars(
+        select(Notification).filter_by(incident_id=found.id, kind="duty_handover")
+    ).all()
+    assert handed and all(m.person_id != standing.id for m in handed)
+    substitute = db.session.get(Person, handed[0].person_id)
+    assert substitute.department.code == "commerce" and substitute.available
+
+
+def test_a_liaison_cannot_make_or_silence_a_commander(client, region):
+    _, government = _liaison("government")
+    commander = db.session.scalar(select(Person).filter_by(role="commander"))
+    made = client.post(
+        "/api/contacts",
+        json={
+            "code": "fake-cmd",
+            "name": "假指挥长",
+            "department": "government",
+            "role": "commander",
+        },
+        headers=bearer(government),
+    )
+    assert made.status_code == 403
+    silenced = client.patch(
+        f"/api/contacts/{commander.id}", json={"available": False}, headers=bearer(government)
+    )
+    assert silenced.status_code == 403
+    db.session.expire_all()
+    assert db.session.get(Person, commander.id).available
+
+
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("/api/assignments/{own}/confirm", {"bogus": 1}),
+        ("/api/assignments/{own}/decision", {"uphold": "yes", "reason": "x"}),
+    ],
+)
+def test_stray_fields_and_loose_booleans_are_refused(client, found, url, body):
+    _, education = _liaison("education")
+    _, commander = make_user("commander", department="government")
+    own = _assignment(found, "education")
+    token = education if "confirm" in url else commander
+    answer = client.post(url.format(own=own.id), json=body, headers=bearer(token))
+    assert answer.status_code == 422
+    db.session.expire_all()
+    assert _assignment(found, "education").status == "assigned"
+
+
+def test_bad_filters_phases_shifts_and_phones_are_refused(client, found):
+    _, commander = make_user("commander", department="government")
+    nowhere = client.get(
+        f"/api/incidents/{found.id}/assignments?department=nowhere", headers=bearer(commander)
+    )
+    assert nowhere.status_code == 422 and "department" in str(nowhere.json["errors"])
+    person = db.session.scalar(select(Person).filter_by(role="liaison"))
+    decade = {
+        "department": person.department.code,
+        "role": "liaison",
+        "person": person.code,
+        "starts_at": "2026-09-14T08:00:00+08:00",
+        "ends_at": "2036-09-14T08:00:00+08:00",
+    }
+    long_shift = client.post("/api/rosters", json=decade, headers=bearer(commander))
+    assert long_shift.status_code == 422 and "ends_at" in str(long_shift.json["errors"])
+    phone = client.patch(
+        f"/api/contacts/{person.id}", json={"phone": "=cmd|'/C calc'!A0"}, headers=bearer(commander)
+    )
+    assert phone.status_code == 422 and "phone" in str(phone.json["errors"])
+
+
+def test_the_closure_checklist_is_ticked_after_the_end(client, found):
+    _, commander = make_user("commander", department="government")
+    url = f"/api/incidents/{found.id}/level"
+    assert client.post(url, json={"level": None, "reason": "结束"}, headers=bearer(commander)).json
+    lines = client.get(f"/api/incidents/{found.id}/checklist", headers=bearer(commander)).json
+    closure = [line for line in lines if line["phase"] == "closure" and line["status"] == "open"]
+    response_line = next(line for line in lines if line["phase"] == "response")
+    assert closure
+    done = client.post(f"/api/checklist-items/{closure[0]['id']}/done", headers=bearer(commander))
+    assert done.status_code == 200 and done.json["status"] == "done"
+    late = client.post(
+        f"/api/checklist-items/{response_line['id']}/done", headers=bearer(commander)
+    )
+    assert late.status_code == 409
+
+
+def test_the_same_poisoning_report_twice_opens_one_incident(client, region):
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "同一起事件", "harmed": 35, "demand_point": "ZH-SH-01"}
+    first = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
+    again = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json["id"] == first.json["id"] and again.json["duplicate"] is True
+
+    keyed = {**bearer(inspector), "Idempotency-Key": "report-0001-abc"}
+    other = {**body, "harmed": 36}
+    one = client.post("/api/food-safety-reports", json=other, headers=keyed)
+    two = client.post("/api/food-safety-reports", json={**other, "harmed": 37}, headers=keyed)
+    assert one.status_code == 201 and two.status_code == 200 and two.json["id"] == one.json["id"]
+    bad = {**bearer(inspector), "Idempotency-Key": "x"}
+    assert client.post("/api/food-safety-reports", json=body, headers=bad).status_code == 422
+
+
+def test_a_food_safety_incident_is_not_asked_shelter_duties(client, region):
+    _, inspector = make_user("inspector", department="market_supervision")
+    _, commander = make_user("commander", department="government")
+    body = {"title": "学校食堂疑似食物中毒", "harmed": 60, "school": True, "place": "某中学"}
+    found = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector)).json
+    assert found["suggested_level"] == "II"
+    level = client.post(
+        f"/api/incidents/{found['id']}/level",
+        json={"level": "II", "reason": "确认II级"},
+        headers=bearer(commander),
+    )
+    assert level.status_code == 200, level.json
+    assert level.json["duties"]["kept"] == 4 and level.json["checklist"]["added"] > 0
+    codes = {
+        a.duty.code for a in db.session.scalars(
+            select(DutyAssignment).filter_by(incident_id=found["id"])
+        )
+    }  # fmt: skip
+    assert "fs-initial-report" in codes and "ms-incident-handling" in codes
+    assert not {code for code in codes if "shelters" in code or "receive-meals" in code}

@@ -95,8 +95,8 @@ def test_the_name_in_the_url_must_be_the_documents(client, writer):
         (lambda d: d["settings"].update(speed_kmh=0), "settings.speed_kmh"),
         (lambda d: d["settings"].update(sample_min_grams=1), "settings.sample_min_grams"),
         (lambda d: d["settings"].update(holding_band_c=[60, 8]), "settings.holding_band_c"),
-        (lambda d: d["settings"].update(rating_floor={"hospital": "Z"}), "settings.rating_floor.hospital.value"),
-        (lambda d: d["settings"].update(priority_types=["spaceship"]), "settings.priority_types[0]"),
+        (lambda d: d["settings"].update(rating_floor={"hospital": "Z"}), "settings.rating_floor.hospital.value"),  # noqa: E501
+        (lambda d: d["settings"].update(priority_types=["spaceship"]), "settings.priority_types[0]"),  # noqa: E501
         (lambda d: d["settings"].update(speeed_kmh=30), "settings.speeed_kmh"),
         (lambda d: d.update(title="a\x00b"), "title"),
         (lambda d: d.update(title="a\u202eb"), "title"),

@@ -48,14 +48,17 @@ def is_api_request():
     return request.path.startswith("/api")
 
 
-def _load_from_session(user_id):
+def _load_from_session(session_id):
     """The signed-in user of a page. The API ignores the cookie a browser sends along by
-    itself, so a page of another site cannot make changes there in the user's name."""
-    # The session is signed, so the id is one this app wrote there.
-    if is_api_request() or not (str(user_id).isascii() and str(user_id).isdigit()):
+    itself, so a page of another site cannot make changes there in the user's name. A
+    session made before the password changed, or of a user since deactivated, is none."""
+    user_id, _, fingerprint = str(session_id).partition(".")
+    if is_api_request() or not user_id.isdigit():
         return None
     user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+    if user is None or not user.active or user.session_fingerprint() != fingerprint:
+        return None
+    return user
 
 
 def _load_from_token(req):

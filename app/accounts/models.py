@@ -48,6 +48,16 @@ class User(UserMixin, db.Model):
     def is_active(self):
         return self.active
 
+    def get_id(self):
+        """What the session cookie keeps: the id and a fingerprint of the password, so a
+        new password (or none) signs every earlier session out."""
+        return f"{self.id}.{self.session_fingerprint()}"
+
+    def session_fingerprint(self):
+        import hashlib
+
+        return hashlib.sha256((self.password_hash or "").encode()).hexdigest()[:16]
+
 
 class ApiToken(db.Model):
     """A bearer token of one user for the API. Only the SHA-256 of the token is kept; the

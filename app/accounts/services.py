@@ -6,7 +6,7 @@ import re
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.accounts.models import ROLES, ApiToken, User
@@ -63,13 +63,18 @@ def create_user(
     if person is not None and department is None and not department_code:
         department = person.department if role not in NEEDS_SUPPLIER else None
     _check_organisation(role, department, supplier, department_code, supplier_code, errors)
+    if person is not None and department is not None and person.department_id != department.id:
+        errors["person"] = [f"{person.code} belongs to another department"]
+    if person is not None and db.session.scalar(select(User.id).filter_by(person_id=person.id)):
+        errors["person"] = [f"{person.code} already has a user"]
     if password is not None:
         _check_password(password, errors)
     if errors:
         raise InvalidInput("user refused", errors)
 
-    if db.session.scalar(select(User.id).filter_by(username=username)) is not None:
-        raise Conflict(f"user {username} exists")
+    taken = select(User.id).where(func.lower(User.username) == username.lower())
+    if db.session.scalar(taken) is not None:
+        raise Conflict(f"user {username} exists (user names ignore case)")
     user = User(
         username=username,
         display_name=display_name or (person.name if person else None),
@@ -235,3 +240,33 @@ def describe(user):
         "person": user.person.code if user.person else None,
         "active": user.active,
     }
+
+
+def deactivate(user):
+    """Lock the user out: sessions are refused (an inactive user never loads) and every
+    token is revoked. Returns how many tokens were revoked."""
+    user.active = False
+    revoked = 0
+    for token in user.tokens:
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            revoked += 1
+    db.session.flush()
+    log.info("user %s: deactivated, %d tokens revoked", user.username, revoked)
+    return revoked
+
+
+def change_role(user, role, department_code=None):
+    """Another role for the user, checked as a new user's would be."""
+    errors = {}
+    if role not in ROLES:
+        errors["role"] = [f"must be one of {', '.join(ROLES)}"]
+    department = _by_code(Department, department_code, "department", errors)
+    department = department if department_code else user.department
+    _check_organisation(role, department, user.supplier, department_code, None, errors)
+    if errors:
+        raise InvalidInput("role refused", errors)
+    user.role, user.department = role, department
+    db.session.flush()
+    log.info("user %s: role now %s", user.username, role)
+    return user

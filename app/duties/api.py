@@ -7,10 +7,11 @@ answers only for their own department. The request boundary commits once.
 """
 
 import logging
+import re
 
 from flask import send_file
 from flask.views import MethodView
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 from sqlalchemy import select
 
 from app.accounts.access import acting_user, require_roles
@@ -26,6 +27,7 @@ from app.organisation.models import Department, Person, RosterShift, WorkingGrou
 from app.organisation.services import add_shift, on_duty
 from app.process import response
 from app.process.models import LEVELS
+from app.process.schemas import Flag
 from app.process.services import PHASES, latest_plan
 from app.supply.schemas import Code, Instant, Text
 
@@ -102,16 +104,20 @@ class AssignmentQuery(StrictSchema):
     )
 
 
+class EmptyBody(StrictSchema):
+    """A button's request: no field is taken, so a stray one is refused."""
+
+
 class ReasonSchema(StrictSchema):
     reason = Text(2000, required=True)
 
 
 class NoteSchema(StrictSchema):
-    note = Text(2000, load_default="closed by the commander")
+    note = Text(2000, load_default="指挥部关闭")
 
 
 class DecisionSchema(StrictSchema):
-    uphold = fields.Boolean(required=True)
+    uphold = Flag(required=True)
     reason = Text(2000, required=True)
 
 
@@ -155,12 +161,13 @@ class PoisoningReportSchema(StrictSchema):
     deaths = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, 10**7))
     counties = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, 1000))
     townships = fields.Integer(load_default=0, strict=True, validate=validate.Range(0, 10**5))
-    school = fields.Boolean(load_default=False)
-    major_event = fields.Boolean(load_default=False)
+    school = Flag(load_default=False)
+    major_event = Flag(load_default=False)
 
 
 class ReportedIncidentSchema(StrictSchema):
     id = fields.Integer()
+    duplicate = fields.Boolean()
     kind = fields.String()
     title = fields.String()
     status = fields.String()
@@ -196,7 +203,10 @@ class Assignments(MethodView):
     @blp.response(200, AssignmentSchema(many=True))
     def get(self, query, incident_id):
         """The incident's duty assignments, filtered by department code or status."""
-        rows = matrix.matrix_rows(_incident(incident_id))
+        found = _incident(incident_id)
+        if query["department"]:
+            _department(query["department"])
+        rows = matrix.matrix_rows(found)
         return [
             row
             for row in rows
@@ -224,11 +234,11 @@ class DutyMatrix(MethodView):
 @blp.route(f"/assignments/<{ID}:assignment_id>/confirm")
 class Confirm(MethodView):
     @require_roles("liaison")
-    @blp.arguments(NoQuery, location="query", as_kwargs=True)
+    @blp.arguments(EmptyBody)
     @blp.response(200, AssignmentSchema)
     @blp.alt_response(403, description="Another department's duty")
     @blp.alt_response(409, description="The assignment is closed or retired")
-    def post(self, assignment_id):
+    def post(self, _body, assignment_id):
         """The liaison confirms the duty for their own department."""
         assignment = _assignment(assignment_id)
         _check_own_department(assignment)
@@ -349,11 +359,14 @@ class Checklist(MethodView):
 @blp.route(f"/checklist-items/<{ID}:item_id>/done")
 class ChecklistDone(MethodView):
     @require_roles("commander", "liaison")
-    @blp.arguments(NoQuery, location="query", as_kwargs=True)
+    @blp.arguments(EmptyBody)
     @blp.response(200, ChecklistItemSchema)
-    def post(self, item_id):
+    def post(self, _body, item_id):
+        """Tick off a checklist line; the closure lines stay open to tick after the end."""
         item = db.get_or_404(ChecklistItem, item_id, description=f"No checklist line {item_id}.")
-        found = _live(_incident(item.incident_id))
+        found = _incident(item.incident_id)
+        if item.phase != "closure":
+            _live(found)
         duties.tick_off(item, _acting_person(), now(found))
         db.session.commit()
         return item
@@ -364,11 +377,17 @@ class PoisoningReports(MethodView):
     @require_roles("commander", "liaison", "inspector")
     @blp.arguments(PoisoningReportSchema)
     @blp.response(201, ReportedIncidentSchema)
+    @blp.alt_response(200, description="The same report again: the incident it opened")
     def post(self, body):
         """Report a suspected food poisoning: a food-safety incident opens, its level is
         suggested from the plan's table, and the initial report (2 hours) and the plan's
-        measures start at once as assignments with deadlines."""
-        from flask import current_app
+        measures start at once as assignments with deadlines.
+
+        The same report sent again (the same `Idempotency-Key` header, or the same content
+        within ten minutes) answers 200 with the incident it opened, `duplicate: true`.
+        """
+        from flask import current_app, request
+        from sqlalchemy.exc import IntegrityError
 
         from app.supply.services import demand_point_by_code
         from app.types import utcnow
@@ -381,19 +400,34 @@ class PoisoningReports(MethodView):
             point = demand_point_by_code(body["demand_point"])
             if point is None:
                 raise InvalidInput("report refused", {"demand_point": ["no such demand point"]})
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{8,100}", key):
+            raise InvalidInput(
+                "report refused", {"Idempotency-Key": ["8 to 100 letters, digits, . _ : -"]}
+            )
         figures = {k: body[k] for k in ("harmed", "deaths", "counties", "townships")}
         figures.update(school=body["school"], major_event=body["major_event"])
-        found = response.report_suspected_poisoning(
-            plan,
-            at=utcnow(),
-            title=body["title"],
-            figures=figures,
-            place=body["place"],
-            demand_point=point,
-            by=_acting_person(),
-        )
-        db.session.commit()
-        return found
+
+        def report():
+            return response.report_suspected_poisoning(
+                plan,
+                at=utcnow(),
+                title=body["title"],
+                figures=figures,
+                place=body["place"],
+                demand_point=point,
+                by=_acting_person(),
+                report_key=key and f"key-{key}",
+            )
+
+        found = report()
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # The same report, sent at the same moment, was stored first.
+            db.session.rollback()
+            found = report()
+        return found, 200 if found.duplicate else 201
 
 
 # Who is who -------------------------------------------------------------------------
@@ -407,6 +441,17 @@ class DepartmentSchema(StrictSchema):
     kind = fields.String()
 
 
+class Phone(Text):
+    """Digits with the usual separators and an optional leading +: nothing a spreadsheet
+    would run as a formula."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not re.fullmatch(r"\+?[0-9][0-9 ()-]{2,38}", text):
+            raise ValidationError("digits, spaces, ( ) and - only")
+        return text
+
+
 class ContactSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     code = Code(64, required=True)
@@ -416,18 +461,18 @@ class ContactSchema(StrictSchema):
         required=True, validate=validate.OneOf(("commander", "liaison", "staff", "inspector"))
     )
     title = Text(200, load_default=None, allow_none=True)
-    phone = Text(40, load_default=None, allow_none=True)
+    phone = Phone(40, load_default=None, allow_none=True)
     email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=200))
-    on_duty = fields.Boolean(load_default=True)
-    available = fields.Boolean(load_default=True)
+    on_duty = Flag(load_default=True)
+    available = Flag(load_default=True)
 
 
 class ContactChangeSchema(StrictSchema):
     title = Text(200, allow_none=True)
-    phone = Text(40, allow_none=True)
+    phone = Phone(40, allow_none=True)
     email = fields.Email(allow_none=True, validate=validate.Length(max=200))
-    on_duty = fields.Boolean()
-    available = fields.Boolean()
+    on_duty = Flag()
+    available = Flag()
 
 
 class ShiftSchema(StrictSchema):
@@ -477,11 +522,16 @@ def _person(code, field):
     return found
 
 
-def _may_change_department(department_id):
-    """A commander changes anyone's entries; a liaison only their own department's."""
+def _may_change_department(department_id, role=None):
+    """A commander changes anyone's entries; a liaison only their own department's, and
+    never a commander's, since escalations go to the commander."""
     user = acting_user()
-    if user.role != "commander" and user.department_id != department_id:
+    if user.role == "commander":
+        return
+    if user.department_id != department_id:
         raise Forbidden(f"{user.username} changes their own department's entries only")
+    if role == "commander":
+        raise Forbidden("only a commander changes a commander's entry")
 
 
 @blp.route("/departments")
@@ -511,7 +561,7 @@ class Contacts(MethodView):
     @blp.alt_response(409, description="The code is taken")
     def post(self, body):
         department = _department(body.pop("department")["code"])
-        _may_change_department(department.id)
+        _may_change_department(department.id, body["role"])
         if db.session.scalar(select(Person.id).filter_by(code=body["code"])) is not None:
             raise Conflict(f"{body['code']} exists; change it with PATCH")
         person = Person(department_id=department.id, **body)
@@ -534,9 +584,12 @@ class Contact(MethodView):
     def patch(self, body, person_id):
         """Change a phone, or mark someone as unreachable: their substitute is paged."""
         person = db.get_or_404(Person, person_id, description=f"No contact {person_id}.")
-        _may_change_department(person.department_id)
+        _may_change_department(person.department_id, person.role)
+        was_available = person.available
         for key, value in body.items():
             setattr(person, key, value)
+        if was_available and not person.available:
+            duties.hand_over(person)
         db.session.commit()
         return person
 
@@ -559,7 +612,7 @@ class Rosters(MethodView):
     def post(self, body):
         """Put someone on duty from one instant to another, with their substitute."""
         department = _department(body["department"]["code"])
-        _may_change_department(department.id)
+        _may_change_department(department.id, body["role"])
         substitute = body.get("substitute") or {}
         shift = add_shift(
             department_id=department.id,

@@ -78,6 +78,18 @@ def department_summary(incident):
     return summary
 
 
+# Each status as the English and Chinese sheets name it.
+STATUS_HEADERS = {
+    "assigned": ("assigned", "已分派"),
+    "overdue": ("overdue", "已超时"),
+    "escalated": ("escalated", "已上报"),
+    "objected": ("objected", "有异议"),
+    "confirmed": ("confirmed", "已确认"),
+    "closed": ("closed", "已关闭"),
+    "retired": ("retired", "已撤销"),
+}
+
+
 def matrix_workbook(incident, english=False):
     """The matrix as an .xlsx file (bytes): a sheet of every duty, times in the command's
     zone, and a sheet counting each department's duties by status."""
@@ -110,11 +122,13 @@ def matrix_workbook(incident, english=False):
             "department_name"
         ]
         values["title"] = (row["title_en"] if english else None) or row["title"]
+        values["status"] = STATUS_HEADERS[row["status"]][0 if english else 1]
         sheet.append([escape_cell(values[key]) for key, _, _ in headers])
 
-    statuses = ("assigned", "overdue", "escalated", "objected", "confirmed", "closed", "retired")
     summary = book.create_sheet("By department" if english else "按部门")
-    summary.append(["Department" if english else "部门", *statuses])
+    summary.append(["Department" if english else "部门",
+                    *(en if english else zh for en, zh in STATUS_HEADERS.values())])  # fmt: skip
+    statuses = tuple(STATUS_HEADERS)
     counts = {}
     for row in rows:
         name = (row["department_name_en"] if english else None) or row["department_name"]

@@ -26,10 +26,15 @@ class Duty(db.Model):
     # assigned the moment a suspected food poisoning is reported, before any level.
     trigger: Mapped[str] = mapped_column(String(30), default="level", server_default="level")
     measure: Mapped[str | None] = mapped_column(String(64))
+    # The kinds of incident the duty is asked for, comma-separated; every kind when null.
+    incident_kinds: Mapped[str | None] = mapped_column(String(100))
 
     department: Mapped[Department] = relationship()
 
-    def applies_at(self, level):
+    def applies_at(self, level, kind=None):
+        kinds = self.incident_kinds.split(",") if self.incident_kinds else None
+        if kind is not None and kinds is not None and kind not in kinds:
+            return False
         return self.trigger == "level" and level in self.levels.split(",")
 
 

@@ -110,7 +110,7 @@ def assign_duties(incident, at):
     assignments = [
         assign(incident, duty, at)[0]
         for duty in _plan_duties(incident)
-        if duty.applies_at(incident.level)
+        if duty.applies_at(incident.level, incident.kind)
     ]
     log.info("incident %s: %d duties assigned", incident.id, len(assignments))
     return assignments
@@ -129,7 +129,7 @@ def reconcile_duties(incident, at):
         assignment = db.session.scalar(
             select(DutyAssignment).filter_by(incident_id=incident.id, duty_id=duty.id)
         )
-        if duty.applies_at(incident.level):
+        if duty.applies_at(incident.level, incident.kind):
             _, created = assign(incident, duty, at)
             counts["assigned" if created else "kept"] += 1
         elif assignment is not None and assignment.status in OPEN_STATUSES + ("confirmed",):
@@ -305,6 +305,43 @@ def escalate(assignment, at):
         )
     record(incident, "duty_escalated", f"{assignment.department.name}: to {step}", at)
     return f"escalated to {step}"
+
+
+def hand_over(person):
+    """Someone who cannot be reached any more: whoever is on duty for their department
+    now is told of every duty it still has to answer, in each open incident."""
+    from app.clock.services import now
+    from app.incidents.models import Incident
+
+    rows = db.session.scalars(
+        select(DutyAssignment)
+        .join(Incident, Incident.id == DutyAssignment.incident_id)
+        .where(
+            DutyAssignment.department_id == person.department_id,
+            DutyAssignment.status.in_(OPEN_STATUSES),
+            Incident.status != "closed",
+        )
+        .order_by(DutyAssignment.id)
+    ).all()
+    told = 0
+    for assignment in rows:
+        incident = assignment_incident(assignment)
+        at = now(incident)
+        standing_in = liaison_of(assignment.department_id, at)
+        if standing_in is None or standing_in.id == person.id:
+            continue
+        notify(
+            key=f"duty-handover-{assignment.id}-{standing_in.id}",
+            kind="duty_handover",
+            subject=f"接替确认职责：{assignment.duty.title}",
+            body=f"{person.name} 暂无法联系；请于 {local_iso(assignment.deadline_at)} 前确认。",
+            incident=incident,
+            person=standing_in,
+            at=at,
+        )
+        told += 1
+    log.info("person %s unreachable: %d duties handed over", person.code, told)
+    return told
 
 
 def status_of(assignment):

@@ -2,7 +2,7 @@
 groups, the duty matrix (also as Excel), contacts and the duty roster."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_babel import lazy_gettext
+from flask_babel import gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
@@ -31,6 +31,22 @@ STATUS_NAMES = {
     "open": lazy_gettext("open"),
     "done": lazy_gettext("done"),
 }
+KIND_NAMES = {
+    "supply_emergency": lazy_gettext("supply emergency"),
+    "food_safety": lazy_gettext("food safety"),
+    "major_event": lazy_gettext("major event"),
+}
+INCIDENT_STATUS_NAMES = {
+    "open": lazy_gettext("reported"),
+    "active": lazy_gettext("responding"),
+    "closed": lazy_gettext("ended"),
+}
+ROLE_NAMES = {
+    "commander": lazy_gettext("commander"),
+    "liaison": lazy_gettext("liaison"),
+    "staff": lazy_gettext("staff"),
+    "inspector": lazy_gettext("inspector"),
+}
 PHASE_NAMES = {
     "warning": lazy_gettext("warning"),
     "response": lazy_gettext("response"),
@@ -47,11 +63,33 @@ def _incident(incident_id):
     return db.get_or_404(Incident, incident_id)
 
 
+def _department_names():
+    """Each department's name in the reader's language, by code."""
+    from flask_babel import get_locale
+
+    english = str(get_locale()) == "en"
+    return {
+        d.code: (d.name_en if english else None) or d.name
+        for d in db.session.scalars(select(Department))
+    }
+
+
+def _names():
+    return {
+        "statuses": STATUS_NAMES,
+        "phases": PHASE_NAMES,
+        "kinds": KIND_NAMES,
+        "incident_statuses": INCIDENT_STATUS_NAMES,
+        "roles": ROLE_NAMES,
+        "department_names": _department_names(),
+    }
+
+
 @bp.get("/incidents")
 @require_roles(*STAFF)
 def incidents_page():
     rows = db.session.scalars(select(Incident).order_by(Incident.id.desc()).limit(200)).all()
-    return render_template("duties/incidents.html", incidents=rows, phases=PHASE_NAMES)
+    return render_template("duties/incidents.html", incidents=rows, **_names())
 
 
 @bp.get(f"/incidents/<{ID}:incident_id>")
@@ -69,8 +107,7 @@ def incident_page(incident_id):
         checklist=checklist,
         groups=groups_of(found, now(found)),
         departments=matrix.department_summary(found),
-        statuses=STATUS_NAMES,
-        phases=PHASE_NAMES,
+        **_names(),
     )
 
 
@@ -83,10 +120,10 @@ def duty_matrix_page(incident_id):
         "duties/matrix.html",
         incident=found,
         rows=matrix.matrix_rows(found),
-        statuses=STATUS_NAMES,
         form=ActionForm(),
         own_department=user.department_id if user.role == "liaison" else None,
         department_ids={d.code: d.id for d in db.session.scalars(select(Department))},
+        **_names(),
     )
 
 
@@ -105,9 +142,9 @@ def confirm_page(assignment_id):
     assignment = db.get_or_404(DutyAssignment, assignment_id)
     user = acting_user()
     if not ActionForm().validate_on_submit():
-        abort(400)
+        abort(400, gettext("The form has expired; reload the page and try again."))
     if user.department_id != assignment.department_id:
-        abort(403)
+        abort(403, gettext("You confirm only your own department's duties."))
     found = _incident(assignment.incident_id)
     try:
         if found.status == "closed":
@@ -126,7 +163,7 @@ def confirm_page(assignment_id):
 @require_roles(*STAFF)
 def contacts_page():
     departments = db.session.scalars(select(Department).order_by(Department.id)).all()
-    return render_template("duties/contacts.html", departments=departments)
+    return render_template("duties/contacts.html", departments=departments, **_names())
 
 
 @bp.get("/rosters")
@@ -135,4 +172,4 @@ def rosters_page():
     shifts = db.session.scalars(
         select(RosterShift).order_by(RosterShift.starts_at.desc(), RosterShift.id).limit(500)
     ).all()
-    return render_template("duties/rosters.html", shifts=shifts)
+    return render_template("duties/rosters.html", shifts=shifts, **_names())

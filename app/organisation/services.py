@@ -1,6 +1,7 @@
 """Setting up the command for an incident from the plan and the on-duty roster."""
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -57,11 +58,17 @@ def liaison_of(department_id, at=None):
     return on_duty(department_id, "liaison", at)
 
 
+# A roster is kept week by week; a shift longer than a month is a typing error.
+MAX_SHIFT = timedelta(days=31)
+
+
 def add_shift(*, department_id, role, person, starts_at, ends_at, substitute=None, note=None):
     """Put a person on the roster; the substitute must be of the same department and role."""
     errors = {}
     if ends_at <= starts_at:
         errors["ends_at"] = ["must be after starts_at"]
+    elif ends_at - starts_at > MAX_SHIFT:
+        errors["ends_at"] = [f"a shift lasts at most {MAX_SHIFT.days} days"]
     if person.department_id != department_id or person.role != role:
         errors["person"] = [f"must be a {role} of the department"]
     if substitute is not None and (

@@ -8,7 +8,11 @@ still asked for are kept, the new ones assigned and the dropped ones retired.
 import logging
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from app.errors import Conflict, InvalidInput
+from app.extensions import db
+from app.incidents.models import Incident
 from app.incidents.services import change_level, open_incident, record
 from app.process.models import LEVELS
 from app.process.services import PHASES, suggest_level
@@ -27,7 +31,12 @@ def _note_declared_above(incident, level, at):
 
 
 def activate(incident, level, *, at, reason, by=None):
-    """Activate the plan at a confirmed level: command, working groups, duties, reports."""
+    """Activate the plan at a confirmed level: command, working groups, duties, reports.
+    Returns the assignments made."""
+    return _activate(incident, level, at=at, reason=reason, by=by)[0]
+
+
+def _activate(incident, level, *, at, reason, by=None):
     from app.clock.services import schedule
     from app.duties.services import assign_duties, reconcile_checklist
     from app.organisation.services import set_up_command
@@ -43,13 +52,13 @@ def activate(incident, level, *, at, reason, by=None):
     incident.phase = "response"
     set_up_command(incident, at)
     assignments = assign_duties(incident, at)
-    reconcile_checklist(incident, at)
+    checklist = reconcile_checklist(incident, at)
 
     every = incident.plan.document.get("sitreps", {}).get("every_hours")
     if every:
         schedule("sitrep", incident, incident.id, at + timedelta(hours=every))
     record(incident, "plan_activated", f"level {level}, {len(assignments)} duties assigned", at)
-    return assignments
+    return assignments, checklist
 
 
 def set_level(incident, level, *, at, reason, by=None):
@@ -66,8 +75,18 @@ def set_level(incident, level, *, at, reason, by=None):
     if level not in LEVELS:
         raise InvalidInput("unknown level", {"level": [f"must be one of {', '.join(LEVELS)}"]})
     if incident.activated_at is None:
-        assignments = activate(incident, level, at=at, reason=reason, by=by)
-        return {"duties": {"assigned": len(assignments), "kept": 0, "retired": 0}}
+        assignments, checklist = _activate(incident, level, at=at, reason=reason, by=by)
+        from app.duties.models import OPEN_STATUSES, DutyAssignment
+
+        held = db.session.scalars(
+            select(DutyAssignment.id).where(
+                DutyAssignment.incident_id == incident.id,
+                DutyAssignment.status.in_(OPEN_STATUSES + ("confirmed",)),
+            )
+        ).all()
+        # Those a poisoning report started stay as they were.
+        duties = {"assigned": len(assignments), "kept": len(held) - len(assignments), "retired": 0}
+        return {"duties": duties, "checklist": checklist}
     if level == incident.level:
         raise Conflict(f"the level is already {level}")
     change_level(incident, level, reason=reason, at=at, by=by)
@@ -93,8 +112,12 @@ def enter_phase(incident, phase, *, at, reason=None):
 
     if phase not in PHASES:
         raise InvalidInput("unknown phase", {"phase": [f"must be one of {', '.join(PHASES)}"]})
-    if incident.status == "closed" and phase != "closure":
+    if incident.status == "closed":
         raise Conflict("the incident is closed")
+    if phase in ("response", "recovery") and incident.level is None:
+        raise Conflict(f"the {phase} phase needs a confirmed level; set the level first")
+    if phase == "closure":
+        raise Conflict("the closure phase opens when the response ends (level null)")
     incident.phase = phase
     counts = reconcile_checklist(incident, at)
     record(incident, "phase_entered", phase + (f": {reason}" if reason else ""), at)
@@ -122,8 +145,27 @@ def end_response(incident, *, at, reason, by=None):
 FOOD_SAFETY_FIGURES = ("harmed", "deaths", "counties", "townships")
 
 
+def _report_key(plan, title, place, demand_point, figures, drill_run, at):
+    """The same report within ten minutes has the same key."""
+    import hashlib
+    import json
+
+    content = [plan.name, title, place, demand_point.id if demand_point else None, figures]
+    content += [drill_run.id if drill_run else None, int(at.timestamp() // 600)]
+    return "auto-" + hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
+
+
 def report_suspected_poisoning(
-    plan, *, at, title, figures, place=None, demand_point=None, drill_run=None, by=None
+    plan,
+    *,
+    at,
+    title,
+    figures,
+    place=None,
+    demand_point=None,
+    drill_run=None,
+    by=None,
+    report_key=None,
 ):
     """A suspected food poisoning is reported: open a food-safety incident, suggest its
     level from the plan's food-safety table and start at once the duties the plan sets
@@ -151,11 +193,19 @@ def report_suspected_poisoning(
     if errors:
         raise InvalidInput("report refused", errors)
 
-    incident = open_incident(
-        kind="food_safety", title=title.strip(), plan=plan, at=at, drill_run=drill_run
-    )
+    title, place = title.strip(), (place or "").strip() or None
+    key = report_key or _report_key(plan, title, place, demand_point, clean, drill_run, at)
+    existing = db.session.scalar(select(Incident).filter_by(report_key=key))
+    if existing is not None:
+        log.info("incident %s: the same report again, nothing new opened", existing.id)
+        existing.duplicate = True
+        return existing
+
+    incident = open_incident(kind="food_safety", title=title, plan=plan, at=at, drill_run=drill_run)
+    incident.report_key = key
+    incident.duplicate = False
     incident.figures = clean
-    incident.place = (place or "").strip() or (demand_point.name if demand_point else None)
+    incident.place = place or (demand_point.name if demand_point else None)
     incident.demand_point_id = demand_point.id if demand_point is not None else None
     incident.phase = "warning"
     level, rule = suggest_level(plan, clean)

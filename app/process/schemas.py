@@ -19,6 +19,7 @@ PHASES = ("warning", "response", "recovery", "closure")
 COMMANDED_BY = ("national", "provincial", "municipal", "county")
 # When a duty is assigned: while a level asks for it, or on a suspected food poisoning.
 DUTY_TRIGGERS = ("level", "suspected_poisoning")
+INCIDENT_KINDS = ("supply_emergency", "food_safety", "major_event")
 RULE_TABLES = ("food_safety", "supply_emergency")
 # The conditions a rule may hold, and the figure each one reads.
 CONDITIONS = {
@@ -196,6 +197,10 @@ class DutySchema(Strict):
     # when a suspected food poisoning is reported, before a level is confirmed.
     trigger = fields.String(validate=validate.OneOf(DUTY_TRIGGERS))
     measure = fields.String(validate=CODE)
+    # Only for these kinds of incident; all kinds when left out.
+    incident_kinds = fields.List(
+        fields.String(validate=validate.OneOf(INCIDENT_KINDS)), validate=validate.Length(1)
+    )
 
 
 class CommandSchema(Strict):

@@ -184,6 +184,7 @@ def import_plan(document, at):
                 confirm_within_minutes=entry["confirm_within_minutes"],
                 trigger=entry.get("trigger", "level"),
                 measure=entry.get("measure"),
+                incident_kinds=",".join(entry.get("incident_kinds", [])) or None,
             )
         )
     db.session.flush()

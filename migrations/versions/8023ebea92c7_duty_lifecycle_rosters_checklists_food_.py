@@ -61,6 +61,7 @@ def upgrade():
     with op.batch_alter_table('duty', schema=None) as batch_op:
         batch_op.add_column(sa.Column('trigger', sa.String(length=30), server_default='level', nullable=False))
         batch_op.add_column(sa.Column('measure', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('incident_kinds', sa.String(length=100), nullable=True))
 
     with op.batch_alter_table('duty_assignment', schema=None) as batch_op:
         batch_op.add_column(sa.Column('escalation_step', sa.Integer(), server_default='0', nullable=False))
@@ -73,6 +74,8 @@ def upgrade():
         batch_op.add_column(sa.Column('figures', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('demand_point_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('place', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('report_key', sa.String(length=100), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_incident_report_key'), ['report_key'])
         batch_op.create_foreign_key(batch_op.f('fk_incident_demand_point_id_demand_point'), 'demand_point', ['demand_point_id'], ['id'])
 
     with op.batch_alter_table('person', schema=None) as batch_op:
@@ -90,6 +93,8 @@ def downgrade():
 
     with op.batch_alter_table('incident', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_incident_demand_point_id_demand_point'), type_='foreignkey')
+        batch_op.drop_constraint(batch_op.f('uq_incident_report_key'), type_='unique')
+        batch_op.drop_column('report_key')
         batch_op.drop_column('place')
         batch_op.drop_column('demand_point_id')
         batch_op.drop_column('figures')
@@ -102,6 +107,7 @@ def downgrade():
         batch_op.drop_column('escalation_step')
 
     with op.batch_alter_table('duty', schema=None) as batch_op:
+        batch_op.drop_column('incident_kinds')
         batch_op.drop_column('measure')
         batch_op.drop_column('trigger')
 
