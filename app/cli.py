@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 
 import click
@@ -525,9 +526,24 @@ def plans_list():
     _print_json({"plans": plans})
 
 
+class Count(click.ParamType):
+    """A count of people or places: ASCII digits only (int() would also take "1_000" and
+    full-width digits), at most ten million."""
+
+    name = "count"
+    LIMIT = 10_000_000
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if not re.fullmatch(r"[0-9]{1,9}", str(value)) or int(value) > self.LIMIT:
+            self.fail(f"{value!r} is not a whole number from 0 to {self.LIMIT:,}", param, ctx)
+        return int(value)
+
+
 def _figure(option):
-    """A click option taking a count of people or places: a whole number, 0 or more."""
-    return click.option(option, type=click.IntRange(min=0), default=None)
+    """A click option taking a count of people or places."""
+    return click.option(option, type=Count(), default=None)
 
 
 @process_cli.command("suggest-level")

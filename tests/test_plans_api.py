@@ -101,6 +101,8 @@ def test_the_name_in_the_url_must_be_the_documents(client, writer):
         (lambda d: d.update(title="a\x00b"), "title"),
         (lambda d: d.update(title="a\u202eb"), "title"),
         (lambda d: d["duties"][0].update(title="bell\x07"), "duties[0].title"),
+        (lambda d: d["rules"]["food_safety"][0]["when"].update(harmed_min=1.5), "rules.food_safety[0].when.harmed_min"),  # noqa: E501
+        (lambda d: d.update(jurisdiction="99"), "jurisdiction"),
     ],
 )  # fmt: skip
 def test_a_refused_document_is_422_naming_the_key(client, writer, change, key):

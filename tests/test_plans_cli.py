@@ -242,3 +242,12 @@ def test_the_command_line_prints_one_json_line_and_logs_to_stderr(app, region, d
     assert _answer(taken.stdout) == {"plan": "cli-plan", "version": 1, "outcome": "created"}
     assert refused.returncode == 2 and refused.stdout == ""
     assert "directory" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("value", ["1_000", "３０", "99999999999999999999999", "10000001", "-1"])
+def test_suggest_level_takes_plain_counts_only(app, region, value):
+    result = app.test_cli_runner().invoke(
+        args=["process", "suggest-level", "--plan", "zhenhai-catering-supply", "--harmed", value]
+    )
+
+    assert result.exit_code == 2 and "--harmed" in result.stderr and result.stdout == ""

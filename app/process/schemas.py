@@ -33,6 +33,8 @@ CONDITIONS = {
 CODE = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", error="a code of letters, digits, '_', '-' or '.'"
 )
+# People and places are counted in whole numbers, and no incident touches a billion.
+COUNT = validate.Range(0, 10**9)
 # A week: a deadline longer than that is a typo, not a plan.
 MAX_MINUTES = 7 * 24 * 60
 
@@ -154,12 +156,12 @@ class MeasureSchema(Strict):
 
 
 class ConditionsSchema(Strict):
-    harmed_min = Figure(validate=validate.Range(min=0))
-    deaths_min = Figure(validate=validate.Range(min=0))
-    counties_min = Figure(validate=validate.Range(min=0))
-    townships_min = Figure(validate=validate.Range(min=0))
-    evacuees_min = Figure(validate=validate.Range(min=0))
-    towns_min = Figure(validate=validate.Range(min=0))
+    harmed_min = Whole(validate=COUNT)
+    deaths_min = Whole(validate=COUNT)
+    counties_min = Whole(validate=COUNT)
+    townships_min = Whole(validate=COUNT)
+    evacuees_min = Whole(validate=COUNT)
+    towns_min = Whole(validate=COUNT)
     school_or_major_event = Flag()
     severity = fields.List(
         fields.String(validate=validate.OneOf(SEVERITIES)), validate=validate.Length(min=1)
@@ -299,7 +301,8 @@ class PlanDocumentSchema(Strict):
     jurisdiction = fields.String(
         required=True,
         validate=validate.Regexp(
-            r"^[0-9]{2,12}$", error='an administrative division code in quotes, e.g. "330211"'
+            r"^(1[1-5]|2[1-3]|3[1-7]|4[1-6]|5[0-4]|6[1-5]|71|8[12])[0-9]{4}([0-9]{3}){0,2}$",
+            error='an administrative division code of 6, 9 or 12 digits in quotes, e.g. "330211"',
         ),
     )
     levels = fields.Nested(LevelsSchema, required=True)
