@@ -418,3 +418,42 @@ def test_a_food_safety_incident_is_not_asked_shelter_duties(client, region):
     }  # fmt: skip
     assert "fs-initial-report" in codes and "ms-incident-handling" in codes
     assert not {code for code in codes if "shelters" in code or "receive-meals" in code}
+
+
+def test_a_liaison_adds_a_shift_and_marks_someone_unreachable_on_the_pages(client, region):
+    from app.organisation.models import RosterShift
+
+    user, _ = make_user("liaison", department="commerce", password="pw-commerce-1234")
+    sign_in(client, user.username, "pw-commerce-1234")
+    standing, substitute = db.session.scalars(
+        select(Person)
+        .filter_by(department_id=department("commerce").id, role="liaison")
+        .order_by(Person.id)
+    ).all()
+    page = client.get("/rosters").get_data(as_text=True)
+    assert "添加班次" in page and "卫生健康局" not in page.split("<form")[1]
+    token = csrf_token(page)
+
+    form = {"csrf_token": token, "person": substitute.id, "substitute": standing.id,
+            "starts": "2026-09-14T08:00", "ends": "2026-09-14T20:00", "note": "夜班"}  # fmt: skip
+    assert client.post("/rosters", data=form).status_code in (302, 303)
+    [shift] = db.session.scalars(select(RosterShift)).all()
+    assert shift.starts_at.isoformat() == "2026-09-14T00:00:00+00:00"  # 08:00 in Shanghai
+    backwards = client.post("/rosters", data={**form, "ends": "2026-09-14T07:00"})
+    assert backwards.status_code == 422 and "ends_at" in backwards.get_data(as_text=True)
+    health = db.session.scalar(select(Person).filter_by(code="health-liaison-1"))
+    foreign = client.post("/rosters", data={**form, "person": health.id})
+    assert foreign.status_code == 422 and len(db.session.scalars(select(RosterShift)).all()) == 1
+
+    contacts = client.get("/contacts").get_data(as_text=True)
+    assert client.post(f"/contacts/{standing.id}/availability", data={}).status_code == 400
+    marked = client.post(
+        f"/contacts/{standing.id}/availability", data={"csrf_token": csrf_token(contacts)}
+    )
+    assert marked.status_code in (302, 303)
+    db.session.expire_all()
+    assert db.session.get(Person, standing.id).available is False
+    refused = client.post(
+        f"/contacts/{health.id}/availability", data={"csrf_token": csrf_token(contacts)}
+    )
+    assert refused.status_code == 403

@@ -522,16 +522,20 @@ def _person(code, field):
     return found
 
 
-def _may_change_department(department_id, role=None):
+def may_change(user, department_id, role=None):
     """A commander changes anyone's entries; a liaison only their own department's, and
     never a commander's, since escalations go to the commander."""
-    user = acting_user()
     if user.role == "commander":
-        return
-    if user.department_id != department_id:
-        raise Forbidden(f"{user.username} changes their own department's entries only")
-    if role == "commander":
-        raise Forbidden("only a commander changes a commander's entry")
+        return True
+    return user.role == "liaison" and user.department_id == department_id and role != "commander"
+
+
+def _may_change_department(department_id, role=None):
+    user = acting_user()
+    if not may_change(user, department_id, role):
+        raise Forbidden(
+            f"{user.username} changes their own department's entries only, never a commander's"
+        )
 
 
 @blp.route("/departments")
@@ -636,7 +640,7 @@ class Roster(MethodView):
     @blp.response(204)
     def delete(self, shift_id):
         shift = db.get_or_404(RosterShift, shift_id, description=f"No shift {shift_id}.")
-        _may_change_department(shift.department_id)
+        _may_change_department(shift.department_id, shift.role)
         db.session.delete(shift)
         db.session.commit()
 

@@ -5,13 +5,15 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext, lazy_gettext
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from wtforms import DateTimeLocalField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional
 
 from app.accounts.access import acting_user, require_roles
 from app.api.routes import ID
 from app.clock.services import now
 from app.duties import matrix
 from app.duties import services as duties
-from app.duties.api import STAFF, groups_of, matrix_file
+from app.duties.api import STAFF, groups_of, matrix_file, may_change
 from app.duties.models import ChecklistItem, DutyAssignment
 from app.errors import DomainError
 from app.extensions import db
@@ -159,17 +161,111 @@ def confirm_page(assignment_id):
     return redirect(url_for("clock.duty_matrix_page", incident_id=found.id, **keep))
 
 
+def _back(endpoint):
+    keep = {"lang": request.args["lang"]} if request.args.get("lang") else {}
+    return redirect(url_for(endpoint, **keep))
+
+
 @bp.get("/contacts")
 @require_roles(*STAFF)
 def contacts_page():
     departments = db.session.scalars(select(Department).order_by(Department.id)).all()
-    return render_template("duties/contacts.html", departments=departments, **_names())
+    user = acting_user()
+    return render_template(
+        "duties/contacts.html",
+        departments=departments,
+        form=ActionForm(),
+        may_change=lambda person: may_change(user, person.department_id, person.role),
+        **_names(),
+    )
 
 
-@bp.get("/rosters")
+@bp.post(f"/contacts/<{ID}:person_id>/availability")
+@require_roles("commander", "liaison")
+def availability_page(person_id):
+    """Mark someone unreachable (their duties go to whoever covers them) or back."""
+    person = db.get_or_404(Person, person_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, gettext("The form has expired; reload the page and try again."))
+    if not may_change(acting_user(), person.department_id, person.role):
+        abort(403, gettext("You change only your own department's people, never a commander."))
+    person.available = not person.available
+    if not person.available:
+        duties.hand_over(person)
+    db.session.commit()
+    return _back("clock.contacts_page")
+
+
+class ShiftForm(FlaskForm):
+    """A shift on the duty roster, in the command's local time."""
+
+    person = SelectField(lazy_gettext("On duty"), coerce=int)
+    substitute = SelectField(lazy_gettext("Substitute"), coerce=int)
+    starts = DateTimeLocalField(lazy_gettext("Starts"), validators=[DataRequired()])
+    ends = DateTimeLocalField(lazy_gettext("Ends"), validators=[DataRequired()])
+    note = StringField(lazy_gettext("Note"), validators=[Optional(), Length(max=500)])
+
+
+def _shift_form(user):
+    people = db.session.scalars(
+        select(Person).where(Person.role != "staff").order_by(Person.department_id, Person.id)
+    ).all()
+    names = _department_names()
+    choices = [
+        (
+            p.id,
+            f"{names.get(p.department.code, p.department.name)} · {p.name} ({ROLE_NAMES[p.role]})",
+        )
+        for p in people
+        if may_change(user, p.department_id, p.role)
+    ]
+    form = ShiftForm()
+    form.person.choices = choices
+    form.substitute.choices = [(0, "—"), *choices]
+    return form
+
+
+@bp.route("/rosters", methods=["GET", "POST"])
 @require_roles(*STAFF)
 def rosters_page():
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    from app.organisation.services import add_shift
+
+    user = acting_user()
+    form = _shift_form(user) if user.role in ("commander", "liaison") else None
+    errors = None
+    if request.method == "POST":
+        if form is None:
+            abort(403, gettext("You change only your own department's people, never a commander."))
+        if form.validate_on_submit():
+            zone = ZoneInfo(current_app.config["BAOGONG_TIMEZONE"])
+            person = db.session.get(Person, form.person.data)
+            substitute = (
+                db.session.get(Person, form.substitute.data) if form.substitute.data else None
+            )
+            try:
+                add_shift(
+                    department_id=person.department_id,
+                    role=person.role,
+                    person=person,
+                    substitute=substitute,
+                    starts_at=form.starts.data.replace(tzinfo=zone),
+                    ends_at=form.ends.data.replace(tzinfo=zone),
+                    note=(form.note.data or "").strip() or None,
+                )
+                db.session.commit()
+                return _back("clock.rosters_page")
+            except DomainError as error:
+                db.session.rollback()
+                errors = getattr(error, "errors", None) or {"": [str(error)]}
+        else:
+            errors = form.errors
     shifts = db.session.scalars(
         select(RosterShift).order_by(RosterShift.starts_at.desc(), RosterShift.id).limit(500)
     ).all()
-    return render_template("duties/rosters.html", shifts=shifts, **_names())
+    page = render_template("duties/rosters.html", shifts=shifts, form=form, errors=errors,
+                           **_names())  # fmt: skip
+    return page, 422 if errors else 200
