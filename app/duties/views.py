@@ -97,6 +97,8 @@ def incidents_page():
 @bp.get(f"/incidents/<{ID}:incident_id>")
 @require_roles(*STAFF)
 def incident_page(incident_id):
+    # TODO: the rule behind the suggested level is shown as the clock wrote it (condition
+    # keys such as harmed_min), not in the reader's language.
     found = _incident(incident_id)
     checklist = db.session.scalars(
         select(ChecklistItem)
