@@ -160,6 +160,8 @@ def queue_relay(once, interval):
         requeue_lost(live, stale)
         # A drill ticks its own simulated clock; only real incidents run on this one.
         tick(utcnow(), live)
+        # End the transaction: on SQLite even a read holds the write lock until then.
+        db.session.commit()
         if once:
             return
         time.sleep(interval)

@@ -314,3 +314,11 @@ def test_the_cli_refuses_a_short_password_and_a_taken_name(app, region):
 
     assert short.exit_code == 2 and "password" in short.stderr
     assert taken.exit_code == 2 and "exists" in taken.stderr
+
+
+def test_names_ignore_case_and_a_deactivated_user_gets_no_token(app, client, commander):
+    assert sign_in(client, "CHEN", PASSWORD).status_code == 302
+    _cli(app, "deactivate", "chen")
+    refused = _cli(app, "token", "chen")
+
+    assert refused.exit_code == 2 and "deactivated" in refused.stderr and refused.stdout == ""

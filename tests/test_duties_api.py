@@ -262,9 +262,9 @@ def test_the_commander_closes_a_duty_and_moves_the_phase(client, found):
     lines = client.get(f"/api/incidents/{found.id}/checklist", headers=bearer(commander)).json
     response_lines = [line for line in lines if line["phase"] == "response"]
     assert response_lines and all(line["status"] == "open" for line in response_lines)
-    done = client.post(
-        f"/api/checklist-items/{response_lines[0]['id']}/done", headers=bearer(education)
-    )
+    url = f"/api/checklist-items/{response_lines[0]['id']}/done"
+    assert client.post(url, headers=bearer(education)).status_code == 403  # the command's list
+    done = client.post(url, headers=bearer(commander))
     assert done.status_code == 200 and done.json["status"] == "done"
 
     moved = client.post(
@@ -392,7 +392,7 @@ def test_the_same_poisoning_report_twice_opens_one_incident(client, region):
     keyed = {**bearer(inspector), "Idempotency-Key": "report-0001-abc"}
     other = {**body, "harmed": 36}
     one = client.post("/api/food-safety-reports", json=other, headers=keyed)
-    two = client.post("/api/food-safety-reports", json={**other, "harmed": 37}, headers=keyed)
+    two = client.post("/api/food-safety-reports", json=other, headers=keyed)
     assert one.status_code == 201 and two.status_code == 200 and two.json["id"] == one.json["id"]
     bad = {**bearer(inspector), "Idempotency-Key": "x"}
     assert client.post("/api/food-safety-reports", json=body, headers=bad).status_code == 422
@@ -457,3 +457,83 @@ def test_a_liaison_adds_a_shift_and_marks_someone_unreachable_on_the_pages(clien
         f"/contacts/{health.id}/availability", data={"csrf_token": csrf_token(contacts)}
     )
     assert refused.status_code == 403
+
+
+def test_a_report_before_any_level_escalates_to_the_plans_office(client, region, run_worker):
+    from app.clock.services import tick
+    from app.coordination.models import Notification
+    from app.incidents.models import Incident
+    from app.organisation.services import office_liaison
+    from app.types import utcnow
+
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "无人确认的报告", "harmed": 3, "place": "某食堂"}
+    found = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector)).json
+    incident = db.session.get(Incident, found["id"])
+    for assignment in db.session.scalars(select(DutyAssignment).filter_by(incident_id=incident.id)):
+        assignment.assigned_at -= timedelta(hours=5)
+        assignment.deadline_at -= timedelta(hours=5)
+    from app.clock.models import ScheduledAction
+
+    for action in db.session.scalars(select(ScheduledAction).filter_by(incident_id=incident.id)):
+        action.due_at -= timedelta(hours=5)
+    db.session.commit()
+
+    tick(utcnow(), [incident.id])
+    run_worker()
+    run_worker()
+    db.session.expire_all()
+    escalations = db.session.scalars(
+        select(Notification).filter_by(incident_id=incident.id, kind="duty_escalation")
+    ).all()
+    office = office_liaison(incident)
+    assert office is not None and office.department.code == "market_supervision"
+    assert office.id in {m.person_id for m in escalations}
+    assert len(escalations) == 2 * 4  # office and commander, for each of the four duties
+
+
+def test_a_keyed_report_and_the_same_words_unkeyed_are_one_incident(client, region):
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "同一起事件（键）", "harmed": 40, "place": "某食堂"}
+    keyed = {**bearer(inspector), "Idempotency-Key": "key-00001"}
+    first = client.post("/api/food-safety-reports", json=body, headers=keyed)
+    plain = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
+    reused = client.post("/api/food-safety-reports", json={**body, "harmed": 41}, headers=keyed)
+
+    assert first.status_code == 201 and plain.status_code == 200
+    assert plain.json["id"] == first.json["id"]
+    assert reused.status_code == 409 and "Idempotency-Key" in reused.json["message"]
+
+
+def test_overlapping_shifts_of_one_role_are_refused(client, region):
+    _, commander = make_user("commander", department="government")
+    people = client.get("/api/contacts?department=commerce", headers=bearer(commander)).json
+    first, second = sorted(people, key=lambda p: p["id"])
+    shift = {
+        "department": "commerce",
+        "role": "liaison",
+        "person": first["code"],
+        "starts_at": "2026-09-14T08:00:00+08:00",
+        "ends_at": "2026-09-14T20:00:00+08:00",
+    }
+    assert client.post("/api/rosters", json=shift, headers=bearer(commander)).status_code == 201
+    overlap = {**shift, "person": second["code"], "starts_at": "2026-09-14T19:00:00+08:00",
+               "ends_at": "2026-09-15T08:00:00+08:00"}  # fmt: skip
+    refused = client.post("/api/rosters", json=overlap, headers=bearer(commander))
+    assert refused.status_code == 422 and "overlaps" in str(refused.json["errors"])
+    after = {**overlap, "starts_at": "2026-09-14T20:00:00+08:00"}
+    assert client.post("/api/rosters", json=after, headers=bearer(commander)).status_code == 201
+
+
+def test_the_excel_matrix_keeps_times_as_dates(client, found):
+    from datetime import datetime
+
+    from openpyxl import load_workbook
+
+    user, _ = make_user("viewer", department="government", password="pw-viewer-123456")
+    sign_in(client, user.username, "pw-viewer-123456")
+    book = load_workbook(io.BytesIO(client.get(f"/incidents/{found.id}/duties.xlsx").data))
+    rows = list(book["职责矩阵"].values)
+    assert rows[0][5] == "分派时间 (Asia/Shanghai)"
+    assert rows[1][5] == datetime(2026, 9, 14, 8, 0)  # T0 in Shanghai
+    assert rows[1][4] == "已分派"

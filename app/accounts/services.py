@@ -128,8 +128,13 @@ def set_password(user, password):
     db.session.flush()
 
 
+def _named(username):
+    """User names ignore case, as creating them does."""
+    return select(User).where(func.lower(User.username) == (username or "").strip().lower())
+
+
 def user_by_username(username):
-    user = db.session.scalar(select(User).filter_by(username=username))
+    user = db.session.scalar(_named(username))
     if user is None:
         raise NotFound(f"no user {username!r}")
     return user
@@ -138,7 +143,7 @@ def user_by_username(username):
 def authenticate(username, password):
     """The active user with this username and password, or None: the caller cannot tell
     a wrong name from a wrong password, and neither can its timing."""
-    user = db.session.scalar(select(User).filter_by(username=(username or "").strip()))
+    user = db.session.scalar(_named(username))
     stored = user.password_hash if user is not None and user.password_hash else None
     matches = check_password_hash(stored or _DUMMY_HASH, password or "")
     if user is None or stored is None or not matches or not user.active:
@@ -153,6 +158,8 @@ def issue_token(user, name="api"):
     name = (name or "").strip()
     if not 1 <= len(name) <= 100:
         raise InvalidInput("token refused", {"name": ["1 to 100 characters"]})
+    if not user.active:
+        raise InvalidInput("token refused", {"username": [f"{user.username} is deactivated"]})
     token = secrets.token_urlsafe(32)
     row = ApiToken(user=user, name=name, token_hash=hash_token(token), prefix=token[:PREFIX_LENGTH])
     db.session.add(row)

@@ -103,6 +103,7 @@ class IncidentSchema(StrictSchema):
     status = fields.String()
     level = fields.String(allow_none=True)
     suggested_level = fields.String(allow_none=True)
+    phase = fields.String(allow_none=True)
     opened_at = fields.AwareDateTime()
     activated_at = fields.AwareDateTime(allow_none=True)
     closed_at = fields.AwareDateTime(allow_none=True)

@@ -146,6 +146,7 @@ class ChecklistItemSchema(StrictSchema):
     code = fields.String()
     level = fields.String()
     text = fields.String()
+    text_en = fields.String(allow_none=True)
     measure = fields.String(allow_none=True)
     status = fields.String()
     created_at = fields.AwareDateTime()
@@ -358,16 +359,17 @@ class Checklist(MethodView):
 
 @blp.route(f"/checklist-items/<{ID}:item_id>/done")
 class ChecklistDone(MethodView):
-    @require_roles("commander", "liaison")
+    @require_roles("commander")
     @blp.arguments(EmptyBody)
     @blp.response(200, ChecklistItemSchema)
     def post(self, _body, item_id):
-        """Tick off a checklist line; the closure lines stay open to tick after the end."""
+        """The commander ticks off a line of the command's checklist; the closure lines
+        stay open to tick after the end."""
         item = db.get_or_404(ChecklistItem, item_id, description=f"No checklist line {item_id}.")
         found = _incident(item.incident_id)
         if item.phase != "closure":
             _live(found)
-        duties.tick_off(item, _acting_person(), now(found))
+        duties.tick_off(item, _acting_person(), now(found), user=acting_user())
         db.session.commit()
         return item
 
@@ -420,13 +422,14 @@ class PoisoningReports(MethodView):
                 report_key=key and f"key-{key}",
             )
 
-        found = report()
         try:
+            found = report()
             db.session.commit()
         except IntegrityError:
-            # The same report, sent at the same moment, was stored first.
+            # The same report, sent at the same moment, was stored first: answer with it.
             db.session.rollback()
             found = report()
+            db.session.commit()
         return found, 200 if found.duplicate else 201
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from app.duties.models import DutyAssignment
 from app.duties.services import status_of
 from app.extensions import db
-from app.types import isoformat_utc, local_iso
+from app.types import isoformat_utc
 
 INSTANTS = ("assigned_at", "deadline_at", "confirmed_at", "objected_at", "reminded_at")
 INSTANTS += ("overdue_at", "escalated_at", "closed_at")
@@ -78,6 +78,19 @@ def department_summary(incident):
     return summary
 
 
+def _local_naive(value):
+    """An instant as the command's local wall time, which Excel keeps as a date (Excel
+    cells hold no offset; the header says which zone)."""
+    from zoneinfo import ZoneInfo
+
+    from flask import current_app
+
+    if value is None:
+        return None
+    zone = ZoneInfo(current_app.config["BAOGONG_TIMEZONE"])
+    return value.astimezone(zone).replace(tzinfo=None)
+
+
 # Each status as the English and Chinese sheets name it.
 STATUS_HEADERS = {
     "assigned": ("assigned", "已分派"),
@@ -93,11 +106,12 @@ STATUS_HEADERS = {
 def matrix_workbook(incident, english=False):
     """The matrix as an .xlsx file (bytes): a sheet of every duty, times in the command's
     zone, and a sheet counting each department's duties by status."""
+    from flask import current_app
     from openpyxl import Workbook
 
     from app.supply.imports import export_value as escape_cell
 
-    rows = matrix_rows(incident, instant=local_iso)
+    rows = matrix_rows(incident, instant=_local_naive)
     book = Workbook()
     sheet = book.active
     sheet.title = "Duties" if english else "职责矩阵"
@@ -115,7 +129,11 @@ def matrix_workbook(incident, english=False):
         ("objection", "异议", "Objection"),
         ("closed_at", "关闭时间", "Closed"),
     )
-    sheet.append([en if english else zh for _, zh, en in headers])
+    zone = current_app.config["BAOGONG_TIMEZONE"]
+    sheet.append(
+        [(en if english else zh) + (f" ({zone})" if key.endswith("_at") else "")
+         for key, zh, en in headers]
+    )  # fmt: skip
     for row in rows:
         values = dict(row)
         values["department"] = (row["department_name_en"] if english else None) or row[
@@ -136,6 +154,10 @@ def matrix_workbook(incident, english=False):
     for name, by_status in counts.items():
         summary.append([escape_cell(name), *by_status.values()])
 
+    for column in sheet.iter_cols(min_row=2):
+        for cell in column:
+            if hasattr(cell.value, "hour"):
+                cell.number_format = "yyyy-mm-dd hh:mm:ss"
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

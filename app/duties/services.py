@@ -6,6 +6,7 @@ states cancels the rows still pending, so a confirmed duty is never chased.
 """
 
 import logging
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -84,7 +85,7 @@ def assign(incident, duty, at):
         incident,
         assignment,
         at,
-        key=f"duty-assigned-{assignment.id}-{at.timestamp():.0f}",
+        key=f"duty-assigned-{assignment.id}-{uuid.uuid4().hex}",
         kind="duty_assigned",
         subject=f"请确认职责：{duty.title}",
         body=f"依据：{duty.legal_basis}；请于 {local_iso(assignment.deadline_at)} 前确认。",
@@ -191,7 +192,7 @@ def object_to(assignment, person, reason, at, department_id=None):
     commander = commander_of(incident, at)
     if commander is not None:
         notify(
-            key=f"duty-objection-{assignment.id}-{at.timestamp():.0f}",
+            key=f"duty-objection-{assignment.id}-{uuid.uuid4().hex}",
             kind="duty_objection",
             subject=f"职责异议：{assignment.department.name}",
             body=f"{assignment.duty.title}：{assignment.objection}",
@@ -220,7 +221,7 @@ def decide_objection(assignment, *, uphold, reason, at):
             incident,
             assignment,
             at,
-            key=f"duty-upheld-{assignment.id}-{at.timestamp():.0f}",
+            key=f"duty-upheld-{assignment.id}-{uuid.uuid4().hex}",
             kind="duty_assigned",
             subject=f"异议未采纳，请确认职责：{assignment.duty.title}",
             body=f"{reason.strip()}；请于 {local_iso(assignment.deadline_at)} 前确认。",
@@ -270,7 +271,7 @@ def remind(assignment, at):
         incident,
         assignment,
         at,
-        key=f"duty-remind-{assignment.id}-{at.timestamp():.0f}",
+        key=f"duty-remind-{assignment.id}-{assignment.deadline_at.timestamp():.0f}",
         kind="duty_reminder",
         subject=f"职责确认已超时：{assignment.duty.title}",
         body="请立即确认，逾期将上报指挥部。",
@@ -295,7 +296,10 @@ def escalate(assignment, at):
     person = chain_person(incident, step, at)
     if person is not None:
         notify(
-            key=f"duty-escalate-{assignment.id}-{assignment.escalation_step}",
+            key=(
+                f"duty-escalate-{assignment.id}-{assignment.deadline_at.timestamp():.0f}"
+                f"-{assignment.escalation_step}"
+            ),
             kind="duty_escalation",
             subject=f"职责未确认：{assignment.department.name}",
             body=f"{assignment.duty.title}（截止 {local_iso(assignment.deadline_at)}）",
@@ -303,6 +307,11 @@ def escalate(assignment, at):
             person=person,
             at=at,
         )
+    if person is None:
+        record(
+            incident, "duty_escalated", f"{assignment.department.name}: {step}, nobody on duty", at
+        )
+        return f"escalated to {step}: nobody on duty"
     record(incident, "duty_escalated", f"{assignment.department.name}: to {step}", at)
     return f"escalated to {step}"
 
@@ -331,7 +340,7 @@ def hand_over(person):
         if standing_in is None or standing_in.id == person.id:
             continue
         notify(
-            key=f"duty-handover-{assignment.id}-{standing_in.id}",
+            key=f"duty-handover-{assignment.id}-{uuid.uuid4().hex}",
             kind="duty_handover",
             subject=f"接替确认职责：{assignment.duty.title}",
             body=f"{person.name} 暂无法联系；请于 {local_iso(assignment.deadline_at)} 前确认。",
@@ -363,7 +372,8 @@ def reconcile_checklist(incident, at):
     level = incident.level or incident.suggested_level
     wanted = {}
     if level is not None and incident.phase is not None:
-        wanted = {i["code"]: i for i in checklist_for(incident.plan, level, incident.phase)}
+        items = checklist_for(incident.plan, level, incident.phase, incident.kind)
+        wanted = {item["code"]: item for item in items}
     existing = {
         (item.phase, item.code): item
         for item in db.session.scalars(select(ChecklistItem).filter_by(incident_id=incident.id))
@@ -383,6 +393,7 @@ def reconcile_checklist(incident, at):
                     code=code,
                     level=level,
                     text=entry["text"],
+                    text_en=entry.get("text_en"),
                     measure=entry.get("measure"),
                     status="open",
                     created_at=at,
@@ -399,12 +410,13 @@ def reconcile_checklist(incident, at):
     return counts
 
 
-def tick_off(item, person, at):
-    """Mark a checklist line done."""
+def tick_off(item, person, at, user=None):
+    """Mark a checklist line done, saying who did."""
     if item.status == "retired":
         raise Conflict("the checklist line was retired by a level or phase change")
     if item.status == "done":
         return item
     item.status, item.done_at = "done", at
     item.done_by_id = person.id if person is not None else None
+    item.done_by_user_id = user.id if user is not None else None
     return item

@@ -15,7 +15,7 @@ from app.organisation.models import (
     RosterShift,
     WorkingGroup,
 )
-from app.types import utcnow
+from app.types import local_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,21 @@ def add_shift(*, department_id, role, person, starts_at, ends_at, substitute=Non
         errors["substitute"] = [f"must be a {role} of the department"]
     if substitute is not None and substitute.id == person.id:
         errors["substitute"] = ["must be someone else"]
+    if not errors:
+        overlap = db.session.scalar(
+            select(RosterShift).where(
+                RosterShift.department_id == department_id,
+                RosterShift.role == role,
+                RosterShift.starts_at < ends_at,
+                RosterShift.ends_at > starts_at,
+            )
+        )
+        if overlap is not None:
+            errors["starts_at"] = [
+                f"overlaps shift {overlap.id} of {overlap.person.name} "
+                f"({local_iso(overlap.starts_at)} to {local_iso(overlap.ends_at)}); "
+                "one person holds a role at a time"
+            ]
     if errors:
         raise InvalidInput("shift refused", errors)
     shift = RosterShift(
@@ -155,10 +170,14 @@ def commander_on_duty(plan, at=None):
 
 
 def office_liaison(incident, at=None):
+    """The liaison on duty at the command's office, or at the office the plan names while
+    no command post is set up (a poisoning reported before any level)."""
     post = command_post(incident)
-    if post is None or post.office_department_id is None:
-        return None
-    return liaison_of(post.office_department_id, at)
+    if post is not None and post.office_department_id is not None:
+        return liaison_of(post.office_department_id, at)
+    code = incident.plan.document.get("command", {}).get("office_department")
+    office = department(code) if code else None
+    return liaison_of(office.id, at) if office else None
 
 
 def chain_person(incident, step, at=None):

@@ -118,6 +118,8 @@ def enter_phase(incident, phase, *, at, reason=None):
         raise Conflict(f"the {phase} phase needs a confirmed level; set the level first")
     if phase == "closure":
         raise Conflict("the closure phase opens when the response ends (level null)")
+    if phase == incident.phase:
+        raise Conflict(f"the response is already in the {phase} phase")
     incident.phase = phase
     counts = reconcile_checklist(incident, at)
     record(incident, "phase_entered", phase + (f": {reason}" if reason else ""), at)
@@ -153,6 +155,32 @@ def _report_key(plan, title, place, demand_point, figures, drill_run, at):
     content = [plan.name, title, place, demand_point.id if demand_point else None, figures]
     content += [drill_run.id if drill_run else None, int(at.timestamp() // 600)]
     return "auto-" + hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()
+
+
+def _reports_alike(incident, title, place, demand_point, figures):
+    point_id = demand_point.id if demand_point is not None else None
+    return (
+        incident.title == title
+        and incident.demand_point_id == point_id
+        and (place is None or incident.place == place)
+        and incident.figures == figures
+    )
+
+
+def _same_report(title, place, demand_point, figures, drill_run, at):
+    """An open food-safety incident reported with the same words in the last ten minutes."""
+    recent = db.session.scalars(
+        select(Incident).where(
+            Incident.kind == "food_safety",
+            Incident.status != "closed",
+            Incident.title == title,
+            Incident.opened_at >= at - timedelta(minutes=10),
+            Incident.drill_run_id == (drill_run.id if drill_run else None)
+            if drill_run
+            else Incident.drill_run_id.is_(None),
+        )
+    ).all()
+    return next((i for i in recent if _reports_alike(i, title, place, demand_point, figures)), None)
 
 
 def report_suspected_poisoning(
@@ -196,6 +224,13 @@ def report_suspected_poisoning(
     title, place = title.strip(), (place or "").strip() or None
     key = report_key or _report_key(plan, title, place, demand_point, clean, drill_run, at)
     existing = db.session.scalar(select(Incident).filter_by(report_key=key))
+    same = _same_report(title, place, demand_point, clean, drill_run, at)
+    if existing is not None and same is not None and existing.id != same.id:
+        existing = None
+    if existing is not None and report_key and not _reports_alike(existing, title, place,
+                                                                  demand_point, clean):  # fmt: skip
+        raise Conflict("this Idempotency-Key was used for another report")
+    existing = existing or same
     if existing is not None:
         log.info("incident %s: the same report again, nothing new opened", existing.id)
         existing.duplicate = True

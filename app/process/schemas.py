@@ -93,6 +93,10 @@ class ChecklistItemSchema(Strict):
     text = Text(1000, required=True)
     text_en = Text(1000)
     measure = fields.String(validate=CODE)
+    # Only for these kinds of incident; all kinds when left out.
+    incident_kinds = fields.List(
+        fields.String(validate=validate.OneOf(INCIDENT_KINDS)), validate=validate.Length(1)
+    )
 
 
 class ChecklistItem(fields.Field):

@@ -150,6 +150,7 @@ def import_plan(document, at):
 
     validate_plan(document)
     digest = _digest(document)
+    lock_plan(document["name"])
     latest = latest_plan(document["name"], required=False)
     if latest is not None and latest.digest == digest:
         return latest, "unchanged"
@@ -206,6 +207,13 @@ def _unknown_departments(document, known):
     return {key: [f"no department {code}"] for key, code in named if code not in known}
 
 
+def lock_plan(name):
+    """Hold the rows of a plan until the transaction ends, so two writers of one plan go
+    one after the other (PostgreSQL; SQLite's writers already do). Reads after this see
+    what the first writer committed."""
+    db.session.execute(select(Plan.id).where(Plan.name == name).with_for_update()).all()
+
+
 def check_base_version(name, base_version):
     """A change made from version `base_version` is refused once another is current, so
     two people editing at once do not overwrite each other unseen."""
@@ -213,6 +221,7 @@ def check_base_version(name, base_version):
 
     if base_version is None:
         return
+    lock_plan(name)
     current = latest_plan(name, required=False)
     if current is not None and current.version != base_version:
         raise Conflict(
@@ -337,8 +346,9 @@ def _item_code(text):
     return "item-" + hashlib.sha256(text.strip().encode()).hexdigest()[:10]
 
 
-def checklist_for(plan, level, phase):
-    """What to do at `level` in `phase`, as items with a stable code, text and measure.
+def checklist_for(plan, level, phase, kind=None):
+    """What to do at `level` in `phase`, as items with a stable code, text and measure;
+    with `kind`, only the items asked of that kind of incident.
 
     A level written in the older form (one checklist, no phases) has that checklist as its
     response and nothing in the other phases. Items of the same code at two levels are the
@@ -356,6 +366,8 @@ def checklist_for(plan, level, phase):
     for item in items:
         if isinstance(item, str):
             item = {"code": _item_code(item), "text": item}
+        if kind is not None and kind not in item.get("incident_kinds", [kind]):
+            continue
         checklist.append(
             {
                 "code": item["code"],
