@@ -537,3 +537,35 @@ def test_the_excel_matrix_keeps_times_as_dates(client, found):
     assert rows[0][5] == "分派时间 (Asia/Shanghai)"
     assert rows[1][5] == datetime(2026, 9, 14, 8, 0)  # T0 in Shanghai
     assert rows[1][4] == "已分派"
+
+
+def test_the_same_report_sent_at_once_opens_one_incident(app, region):
+    """Each request in its own thread, session and connection."""
+    import threading
+
+    from app.incidents.models import Incident
+
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "同时提交的报告", "harmed": 12, "place": "某工地食堂"}
+    barrier = threading.Barrier(4)
+    codes = []
+
+    def post():
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        codes.append(
+            client.post(
+                "/api/food-safety-reports", json=body, headers=bearer(inspector)
+            ).status_code
+        )
+
+    db.session.commit()
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert sorted(codes) == [200, 200, 200, 201]
+    db.session.expire_all()
+    assert len(db.session.scalars(select(Incident).filter_by(kind="food_safety")).all()) == 1

@@ -216,3 +216,34 @@ def test_the_openapi_document_lists_the_plan_paths(client):
     paths = client.get("/api/openapi.json").get_json()["paths"]
 
     assert {"/api/plans", "/api/plans/{name}", "/api/plans/{name}/versions/{version}"} <= set(paths)
+
+
+def test_concurrent_changes_from_one_version_save_once(app, writer):
+    """Each request in its own thread, session and connection, as on a real server."""
+    import threading
+
+    db_codes = []
+    barrier = threading.Barrier(4)
+    headers = dict(AUTH)
+
+    def put(hours):
+        document = read_yaml(DEFAULT_PLAN)
+        document["sitreps"]["every_hours"] = hours
+        client = app.test_client()
+        barrier.wait(timeout=30)
+        answer = client.put(f"/api/plans/{NAME}?base_version=1", json={"document": document},
+                            headers=headers)  # fmt: skip
+        db_codes.append(answer.status_code)
+
+    from app.extensions import db
+
+    db.session.commit()
+    threads = [threading.Thread(target=put, args=(hours,)) for hours in (2, 3, 4, 5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert sorted(db_codes) == [201, 409, 409, 409]
+    db.session.expire_all()
+    assert latest_plan(NAME).version == 2
