@@ -1,5 +1,6 @@
 """Domain errors raised by services; the HTTP boundary maps them to status codes."""
 
+from flask_babel import lazy_gettext
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
@@ -112,7 +113,23 @@ def wants_json():
 
 
 def _error_page(code, message):
+    """A page for a person; Werkzeug's own English explanation gives way to ours, in the
+    reader's language."""
     from flask import render_template
+    from werkzeug.exceptions import default_exceptions
 
+    default = getattr(default_exceptions.get(code), "description", None)
+    if message == default and code in PAGE_MESSAGES:
+        message = PAGE_MESSAGES[code]
     return render_template("error.html", code=code, status=HTTP_STATUS_CODES.get(code, ""),
                            message=message)  # fmt: skip
+
+
+# What a page says for an error that carries no message of its own.
+PAGE_MESSAGES = {
+    400: lazy_gettext("The request could not be understood; reload the page and try again."),
+    403: lazy_gettext("You may not do this with your role."),
+    404: lazy_gettext("There is no such page."),
+    405: lazy_gettext("This page cannot be used that way."),
+    413: lazy_gettext("The file or form is too large."),
+}

@@ -181,3 +181,14 @@ def test_a_missing_page_is_a_page_and_a_missing_api_record_is_json(client):
     assert page.status_code == 404 and page.mimetype == "text/html"
     assert "404" in page.get_data(as_text=True)
     assert api.status_code == 404 and api.get_json()["code"] == 404
+
+
+def test_an_error_page_speaks_the_readers_language(client):
+    from flask_babel import refresh
+
+    chinese = client.get("/no-such-page").get_data(as_text=True)
+    refresh()
+    english = client.get("/no-such-page?lang=en").get_data(as_text=True)
+
+    assert "页面不存在" in chinese and "The requested URL" not in chinese
+    assert "There is no such page." in english
