@@ -19,6 +19,7 @@ from app.errors import DomainError
 from app.extensions import db
 from app.incidents.models import Incident
 from app.organisation.models import Department, Person, RosterShift
+from app.process.pages import PHASE_NAMES
 
 bp = Blueprint("clock", __name__)
 
@@ -48,12 +49,6 @@ ROLE_NAMES = {
     "liaison": lazy_gettext("liaison"),
     "staff": lazy_gettext("staff"),
     "inspector": lazy_gettext("inspector"),
-}
-PHASE_NAMES = {
-    "warning": lazy_gettext("warning"),
-    "response": lazy_gettext("response"),
-    "recovery": lazy_gettext("recovery"),
-    "closure": lazy_gettext("closure"),
 }
 
 
