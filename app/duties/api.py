@@ -6,6 +6,7 @@ Everything needs a signed-in user; each change needs the role that makes it. A l
 answers only for their own department. The request boundary commits once.
 """
 
+import io
 import logging
 import re
 
@@ -187,8 +188,7 @@ def _assignment(assignment_id):
 
 
 def _row(assignment):
-    return next(r for r in matrix.matrix_rows(_incident(assignment.incident_id))
-                if r["id"] == assignment.id)  # fmt: skip
+    return matrix.assignment_row(assignment)
 
 
 def _live(incident):
@@ -695,11 +695,8 @@ class Groups(MethodView):
 
 
 def matrix_file(incident, english):
-    data = matrix.matrix_workbook(incident, english=english)
-    import io
-
     return send_file(
-        io.BytesIO(data),
+        io.BytesIO(matrix.matrix_workbook(incident, english=english)),
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         as_attachment=True,
         download_name=f"duty-matrix-{incident.id}.xlsx",

@@ -26,26 +26,28 @@ def assignments_of(incident):
 
 def matrix_rows(incident, instant=isoformat_utc):
     """One row per assignment: department, duty, legal basis, status and its instants."""
-    rows = []
-    for a in assignments_of(incident):
-        row = {
-            "id": a.id,
-            "department": a.department.code,
-            "department_name": a.department.name,
-            "department_name_en": a.department.name_en,
-            "duty": a.duty.code,
-            "title": a.duty.title,
-            "title_en": a.duty.title_en,
-            "legal_basis": a.duty.legal_basis,
-            "trigger": a.duty.trigger,
-            "status": status_of(a),
-            "objection": a.objection,
-            "close_note": a.close_note,
-            "escalation_step": a.escalation_step,
-        }
-        row.update({name: instant(getattr(a, name)) for name in INSTANTS})
-        rows.append(row)
-    return rows
+    return [assignment_row(a, instant) for a in assignments_of(incident)]
+
+
+def assignment_row(a, instant=isoformat_utc):
+    """One assignment as a row of the matrix."""
+    row = {
+        "id": a.id,
+        "department": a.department.code,
+        "department_name": a.department.name,
+        "department_name_en": a.department.name_en,
+        "duty": a.duty.code,
+        "title": a.duty.title,
+        "title_en": a.duty.title_en,
+        "legal_basis": a.duty.legal_basis,
+        "trigger": a.duty.trigger,
+        "status": status_of(a),
+        "objection": a.objection,
+        "close_note": a.close_note,
+        "escalation_step": a.escalation_step,
+    }
+    row.update({name: instant(getattr(a, name)) for name in INSTANTS})
+    return row
 
 
 def department_summary(incident):

@@ -57,12 +57,17 @@ def _schedule_clock(incident, assignment):
         )
 
 
-def assign(incident, duty, at):
+_UNKNOWN = object()
+
+
+def assign(incident, duty, at, assignment=_UNKNOWN):
     """Assign one duty (again, if a level change had retired it), start its clock and
-    tell the department's liaison on duty."""
-    assignment = db.session.scalar(
-        select(DutyAssignment).filter_by(incident_id=incident.id, duty_id=duty.id)
-    )
+    tell the department's liaison on duty. `assignment` is the duty's existing row (or
+    None), when the caller has already read it."""
+    if assignment is _UNKNOWN:
+        assignment = db.session.scalar(
+            select(DutyAssignment).filter_by(incident_id=incident.id, duty_id=duty.id)
+        )
     if assignment is not None and assignment.status != "retired":
         return assignment, False
     if assignment is None:
@@ -126,12 +131,14 @@ def reconcile_duties(incident, at):
     """After a level change: keep the duties the new level asks for, assign those it adds
     and retire those it drops. Returns counts of each."""
     counts = {"assigned": 0, "kept": 0, "retired": 0}
+    held = {
+        a.duty_id: a
+        for a in db.session.scalars(select(DutyAssignment).filter_by(incident_id=incident.id))
+    }
     for duty in _plan_duties(incident):
-        assignment = db.session.scalar(
-            select(DutyAssignment).filter_by(incident_id=incident.id, duty_id=duty.id)
-        )
+        assignment = held.get(duty.id)
         if duty.applies_at(incident.level, incident.kind):
-            _, created = assign(incident, duty, at)
+            _, created = assign(incident, duty, at, assignment)
             counts["assigned" if created else "kept"] += 1
         elif assignment is not None and assignment.status in OPEN_STATUSES + ("confirmed",):
             assignment.status = "retired"
