@@ -148,6 +148,8 @@ def test_a_token_is_stored_only_as_its_hash(commander):
 
     assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert row.prefix == token[:8] and len(token) >= 43
+    # A fixed lead: a token never starts with "-", which the CLI would read as an option.
+    assert token.startswith("bg_")
     stored = [str(value) for value in db.session.execute(select(ApiToken.__table__)).one()]
     assert token not in stored
 

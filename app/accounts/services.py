@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 USERNAME = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
 MIN_PASSWORD = 8
 PREFIX_LENGTH = 8
+# Every token starts with this, so it never begins with "-" (which a shell command would
+# take for an option) and a secret scanner can tell a Baogong token in a leaked file.
+TOKEN_LEAD = "bg_"
 USE_NOTED_EVERY = timedelta(minutes=1)
 
 # Compared against when the username is unknown, so a wrong name takes as long as a
@@ -160,7 +163,7 @@ def issue_token(user, name="api"):
         raise InvalidInput("token refused", {"name": ["1 to 100 characters"]})
     if not user.active:
         raise InvalidInput("token refused", {"username": [f"{user.username} is deactivated"]})
-    token = secrets.token_urlsafe(32)
+    token = TOKEN_LEAD + secrets.token_urlsafe(32)
     row = ApiToken(user=user, name=name, token_hash=hash_token(token), prefix=token[:PREFIX_LENGTH])
     db.session.add(row)
     db.session.flush()
