@@ -303,3 +303,42 @@ def test_an_inject_is_named_by_its_place_in_the_file(app, scenario_copy, tmp_pat
     result = _run(app, path, tmp_path / "out")
 
     assert f"injects[{number}]" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "endpoints, field",
+    [
+        ({"dingtalk": {"receiver": "remote"}}, "dingtalk"),
+        ({"dingtalk": {}}, "dingtalk"),
+        ({"dingtalk": {"receiver": "local", "url": "http://127.0.0.1:9/x"}}, "dingtalk"),
+        ({"dingtalk": {"url": "ftp://example.org/robot"}}, "dingtalk"),
+        ({"dingtalk": {"url": "https://example.org/robot", "fail_first": 2}}, "dingtalk"),
+        ({"dingtalk": {"url": "https://example.org/r", "secret_env": "no spaces"}}, "dingtalk"),
+        ({"email": {"url": "http://127.0.0.1:25"}}, "email"),
+        ({"sms": {"host": "127.0.0.1", "port": 25}}, "sms"),
+        ({"email": {"receiver": "local", "fail_first": 11}}, "email"),
+        ({"pager": {"receiver": "local"}}, "pager"),
+    ],
+)
+def test_drill_endpoints_are_checked(scenario_copy, endpoints, field):
+    path = scenario_copy(lambda d: d.update(notifications=endpoints))
+
+    assert field in _errors(path)["notifications"]
+
+
+def test_a_drill_names_where_each_channel_goes(scenario_copy):
+    endpoints = {
+        "dingtalk": {"receiver": "local", "lose_reply_first": 1},
+        "email": {"host": "127.0.0.1", "port": 2525},
+    }
+    scenario = load_scenario(scenario_copy(lambda d: d.update(notifications=endpoints)))
+
+    assert scenario.notifications["dingtalk"]["lose_reply_first"] == 1
+    assert scenario.notifications["email"]["port"] == 2525
+    assert "sms" not in scenario.notifications
+
+
+def test_the_simulated_commander_approves_reports_within_a_day(scenario_copy):
+    path = scenario_copy(lambda d: d.update(sitreps={"approve_after_minutes": 24 * 60 + 1}))
+
+    assert "approve_after_minutes" in _errors(path)["sitreps"]

@@ -154,6 +154,70 @@ class FiguresSchema(Schema):
     severity = fields.String(validate=validate.OneOf(SEVERITIES))
 
 
+class EndpointSchema(Schema):
+    """Where a drill sends one channel: the drill's own local receiver, or an address the
+    drill controller owns (a test group's robot, a test mailbox, a gateway's sandbox).
+
+    Secrets are never written in the scenario: `secret_env` and `token_env` name the
+    environment variables that hold them.
+    """
+
+    class Meta:
+        unknown = RAISE
+
+    receiver = fields.String(validate=validate.OneOf(["local"]))
+    # A local receiver can rehearse a flaky one: refuse the first N messages outright, or
+    # take the first N and lose its answer, so the sender tries again.
+    fail_first = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10))
+    lose_reply_first = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10))
+    url = fields.Url(schemes={"http", "https"}, require_tld=False)
+    host = fields.String(validate=validate.Length(1, 255))
+    port = fields.Integer(strict=True, validate=validate.Range(1, 65535))
+    secret_env = fields.String(validate=validate.Regexp(r"^[A-Z_][A-Z0-9_]*$"))
+    token_env = fields.String(validate=validate.Regexp(r"^[A-Z_][A-Z0-9_]*$"))
+
+    @validates_schema
+    def check_where(self, data, **kwargs):
+        local = data.get("receiver") == "local"
+        given = [k for k in ("url", "host") if k in data]
+        if local == bool(given):
+            raise ValidationError("give either receiver: local, or the url (host for email)")
+        if not local and (data.get("fail_first") or data.get("lose_reply_first")):
+            raise ValidationError("only a local receiver can be told to fail", "fail_first")
+
+
+class NotificationEndpointsSchema(Schema):
+    """The channels a drill delivers to besides the in-app inbox; the others are skipped."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.Nested(EndpointSchema)
+    dingtalk = fields.Nested(EndpointSchema)
+    sms = fields.Nested(EndpointSchema)
+
+    @validates_schema
+    def check_kinds(self, data, **kwargs):
+        errors = {}
+        if "host" in data.get("dingtalk", {}) or "host" in data.get("sms", {}):
+            for channel in ("dingtalk", "sms"):
+                if "host" in data.get(channel, {}):
+                    errors[channel] = ["a webhook or gateway takes a url, not a host"]
+        if "url" in data.get("email", {}):
+            errors["email"] = ["email takes host and port, not a url"]
+        if errors:
+            raise ValidationError(errors)
+
+
+class SitrepBehaviourSchema(Schema):
+    """How the simulated commander treats each drafted situation report."""
+
+    class Meta:
+        unknown = RAISE
+
+    approve_after_minutes = fields.Integer(strict=True, load_default=20, validate=MINUTES)
+
+
 EVERY_MEAL = "give the dishes of every meal: " + ", ".join(MEALS)
 
 
@@ -200,6 +264,8 @@ class ScenarioSchema(Schema):
         required=True,
         validate=lambda d: set(d) == set(MEALS) or _raise(EVERY_MEAL),
     )
+    notifications = fields.Nested(NotificationEndpointsSchema, load_default=lambda: {})
+    sitreps = fields.Nested(SitrepBehaviourSchema, load_default=lambda: {})
     injects = fields.List(fields.Nested(InjectSchema), required=True)
 
     @validates_schema
