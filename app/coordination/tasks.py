@@ -400,6 +400,7 @@ def decline(share, reason, at, user=None):
         body=f"{share.department.name}：{reason}",
         commander_too=True,
     )
+    log.info("task %s: %s declined", task.id, share.department.code)
     _settle(task, at)
     return share
 
@@ -477,6 +478,7 @@ def reassign(task, from_department, to_department, reason, at, user=None, due_at
     move = f"{from_department.code} -> {to_department.code}"
     _history(task, "reassigned", at, share=share, user=user, note=f"{move}: {reason}")
     record(incident, "task_reassigned", f"{_label(task)}: {move}: {reason}", at)
+    log.info("task %s: share moved %s", task.id, move)
     _settle(task, at)
     return share
 
@@ -506,6 +508,7 @@ def cancel(task, reason, at, user=None):
             )
     _history(task, "cancelled", at, user=user, note=reason)
     record(incident, "task_cancelled", f"{_label(task)}: {reason}", at)
+    log.info("task %s: cancelled", task.id)
     return task
 
 
@@ -545,6 +548,7 @@ def remind(share_id, at):
         )
     who = "reminded" if told is not None else "nobody on duty to remind"
     record(incident, "task_overdue", f"{_label(task)}: {share.department.code}: {who}", at)
+    log.info("task %s: %s overdue, %s", task.id, share.department.code, who)
     return "reminded" if told is not None else "overdue: nobody on duty"
 
 
@@ -578,6 +582,7 @@ def escalate(share_id, at):
     reached = step if person is not None else f"{step}, nobody on duty"
     _history(task, "escalated", at, share=share, note=reached)
     record(incident, "task_escalated", f"{_label(task)}: {share.department.code}: to {reached}", at)
+    log.info("task %s: %s escalated to %s", task.id, share.department.code, reached)
     return f"escalated to {reached}"
 
 
