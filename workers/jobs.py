@@ -105,6 +105,18 @@ def _duty_escalate(action, incident, at):
     return escalate(db.session.get(DutyAssignment, action.subject_id), at)
 
 
+def _task_remind(action, incident, at):
+    from app.coordination.tasks import remind
+
+    return remind(action.subject_id, at)
+
+
+def _task_escalate(action, incident, at):
+    from app.coordination.tasks import escalate
+
+    return escalate(action.subject_id, at)
+
+
 def _sitrep(action, incident, at):
     from app.coordination.services import issue_sitrep
 
@@ -147,6 +159,8 @@ def _reallocate_supplier(action, incident, at):
 _ACTIONS = {
     "duty_remind": _duty_remind,
     "duty_escalate": _duty_escalate,
+    "task_remind": _task_remind,
+    "task_escalate": _task_escalate,
     "sitrep": _sitrep,
     "reallocate_supplier": _reallocate_supplier,
     "replan_capacity": _replan,

@@ -225,7 +225,20 @@ class WorkingGroupSchema(Strict):
 class EscalationSchema(Strict):
     remind_at_deadline = Flag()
     escalate_after_minutes = Whole(validate=validate.Range(1, MAX_MINUTES))
+    # Urgent coordination tasks climb the chain this often; escalate_after_minutes when
+    # left out.
+    urgent_escalate_after_minutes = Whole(validate=validate.Range(1, MAX_MINUTES))
     chain = fields.List(fields.String(validate=validate.OneOf(("office", "commander"))))
+
+    @validates_schema
+    def check_urgent_sooner(self, data, **kwargs):
+        urgent = data.get("urgent_escalate_after_minutes")
+        usual = data.get("escalate_after_minutes", 30)
+        if urgent is not None and urgent > usual:
+            raise ValidationError(
+                f"urgent tasks escalate no later than the others ({usual} minutes)",
+                "urgent_escalate_after_minutes",
+            )
 
 
 class SitrepsSchema(Strict):
