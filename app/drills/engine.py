@@ -20,13 +20,16 @@ from sqlalchemy import func, select
 from app.alerts.services import receive
 from app.clock.models import ScheduledAction
 from app.clock.services import requeue_lost, tick
+from app.coordination import tasks as coordination
+from app.coordination.models import SHARE_OPEN_STATES
 from app.drills.models import DrillRun
+from app.drills.scenario import offset
 from app.duties.models import OPEN_STATUSES, DutyAssignment
 from app.duties.services import confirm
 from app.extensions import db
 from app.incidents.models import Incident
 from app.incidents.services import open_incident, record
-from app.organisation.services import commander_of, commander_on_duty, liaison_of
+from app.organisation.services import commander_of, commander_on_duty, department, liaison_of
 from app.process.response import activate, end_response, enter_phase, set_level
 from app.process.services import suggest_level
 from app.supply import dispatch
@@ -71,6 +74,7 @@ class Engine:
         self.incident = None
         self.zone = ZoneInfo(region.get("timezone", "Asia/Shanghai"))
         self.behaviour = scenario.suppliers
+        self.tasks = {}
 
     # The clock -----------------------------------------------------------------------
 
@@ -332,6 +336,40 @@ class Engine:
             at=self.now,
             by=commander_of(self.incident, self.now),
         )
+
+    def do_assign_task(self, inject):
+        """The command centre sets a task (a joint inspection, say) for departments."""
+        supplier = inject.get("supplier")
+        self.tasks[inject["task"]] = coordination.create_task(
+            self.incident,
+            title=inject["task"],
+            details=inject.get("details", ""),
+            priority=inject["priority"],
+            kind=inject["kind"],
+            due_at=self.scenario.start + offset(inject["due"]),
+            departments=[department(code) for code in inject["departments"]],
+            supplier=supply.supplier_by_code(supplier) if supplier else None,
+            at=self.now,
+        )
+
+    def _task_shares(self, inject):
+        """The named departments' shares still open; one already done is left alone."""
+        task = self.tasks[inject["task"]]
+        db.session.refresh(task)
+        wanted = set(inject["departments"])
+        return [
+            share
+            for share in task.shares
+            if share.department.code in wanted and share.state in SHARE_OPEN_STATES
+        ]
+
+    def do_accept_task(self, inject):
+        for share in self._task_shares(inject):
+            coordination.accept(share, self.now)
+
+    def do_finish_task(self, inject):
+        for share in self._task_shares(inject):
+            coordination.finish(share, self.now, note=inject.get("note", ""))
 
     def do_end_response(self, inject):
         end_response(

@@ -31,7 +31,12 @@ INJECT_KINDS = (
     "rapid_test",
     "change_level",
     "end_response",
+    "assign_task",
+    "accept_task",
+    "finish_task",
 )
+TASK_PRIORITIES = ("urgent", "routine", "low")
+TASK_KINDS = ("task", "joint_inspection")
 
 
 class AwareDateTime(fields.AwareDateTime):
@@ -85,6 +90,13 @@ class InjectSchema(Schema):
     limit = fields.Float(allow_nan=False, validate=validate.Range(min=0, min_inclusive=False))
     unit = fields.String()
     tested_by = fields.String()
+    # A coordination task the command centre sets, and what its departments then do; a
+    # task is named by its title in the injects that follow.
+    task = fields.String(validate=validate.Length(1, 200))
+    priority = fields.String(validate=validate.OneOf(TASK_PRIORITIES))
+    kind = fields.String(validate=validate.OneOf(TASK_KINDS), load_default="task")
+    due = fields.String(validate=validate.Regexp(OFFSET, error="use +HH:MM"))
+    details = fields.String(validate=validate.Length(max=2000))
 
     @validates_schema
     def check_kind(self, data, **kwargs):
@@ -94,6 +106,9 @@ class InjectSchema(Schema):
             "rapid_test": ("supplier", "analyte", "method", "value", "limit", "unit", "tested_by"),
             "change_level": ("level", "reason"),
             "end_response": ("reason",),
+            "assign_task": ("task", "departments", "priority", "due"),
+            "accept_task": ("task", "departments"),
+            "finish_task": ("task", "departments"),
         }
         missing = [k for k in needs.get(data.get("do"), ()) if k not in data]
         if missing:
@@ -276,9 +291,9 @@ class ScenarioSchema(Schema):
         errors = {}
         window = timedelta(hours=data.get("duration_hours", 0))
         for n, inject in enumerate(injects):
-            if _offset(inject["at"]) > window:
+            if offset(inject["at"]) > window:
                 errors[f"injects[{n}].at"] = [f"{inject['at']} is after the drill window ends"]
-        ordered = sorted(injects, key=lambda i: _offset(i["at"]))
+        ordered = sorted(injects, key=lambda i: offset(i["at"]))
         kinds = [i["do"] for i in ordered]
         if kinds.count("receive_alert") != 1 or kinds[0] != "receive_alert":
             errors["injects"] = ["exactly one receive_alert, before every other inject"]
@@ -290,6 +305,7 @@ class ScenarioSchema(Schema):
             "end_response" in kinds and kinds[-1] != "end_response"
         ):
             errors["injects"] = ["end_response at most once, and last"]
+        errors.update(_check_tasks(ordered, {id(i): n for n, i in enumerate(injects)}))
         behaviour = data.get("suppliers") or {}
         ahead = data.get("plan_meals_ahead_minutes", 180)
         if ahead - behaviour.get("accept_after_minutes", 10) < behaviour.get(
@@ -300,6 +316,41 @@ class ScenarioSchema(Schema):
             ]
         if errors:
             raise ValidationError(errors)
+
+
+def _check_tasks(ordered, numbers):
+    """A task is set once, before anything is done to it, and due after it is set; its
+    departments are a list, and later injects name only departments it was set for."""
+    errors = {}
+    set_for = {}
+    for inject in ordered:
+        n = numbers[id(inject)]
+        if inject["do"] not in ("assign_task", "accept_task", "finish_task"):
+            continue
+        title, departments = inject["task"], inject["departments"]
+        if not isinstance(departments, list) or not all(
+            isinstance(code, str) for code in departments
+        ):
+            errors[f"injects[{n}].departments"] = ["a list of department codes"]
+            continue
+        if inject["do"] == "assign_task":
+            if title in set_for:
+                errors[f"injects[{n}].task"] = [f"task {title!r} is set twice"]
+            elif len(set(departments)) != len(departments):
+                errors[f"injects[{n}].departments"] = ["each department once"]
+            elif inject["kind"] == "task" and len(departments) != 1:
+                errors[f"injects[{n}].departments"] = ["a task goes to one department"]
+            elif inject["kind"] == "joint_inspection" and len(departments) < 2:
+                errors[f"injects[{n}].departments"] = ["a joint inspection takes two or more"]
+            elif offset(inject["due"]) <= offset(inject["at"]):
+                errors[f"injects[{n}].due"] = ["a task is due after it is set"]
+            set_for[title] = set(departments)
+        elif title not in set_for:
+            errors[f"injects[{n}].task"] = [f"no earlier assign_task sets {title!r}"]
+        elif not set(departments) <= set_for[title]:
+            extra = ", ".join(sorted(set(departments) - set_for[title]))
+            errors[f"injects[{n}].departments"] = [f"task {title!r} was not set for {extra}"]
+    return errors
 
 
 class Scenario:
@@ -313,7 +364,7 @@ class Scenario:
         self.start = data["start"]
         self.end = self.start + timedelta(hours=data["duration_hours"])
         for number, inject in enumerate(data["injects"]):
-            inject["when"] = self.start + _offset(inject["at"])
+            inject["when"] = self.start + offset(inject["at"])
             inject["number"] = number  # its place in the file, for messages
         self.injects = sorted(data["injects"], key=lambda i: i["when"])
 
@@ -328,7 +379,7 @@ class Scenario:
             return handle.read()
 
 
-def _offset(text):
+def offset(text):
     hours, minutes = OFFSET.match(text).groups()
     return timedelta(hours=int(hours), minutes=int(minutes))
 
