@@ -584,3 +584,7 @@ def register(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(plans_cli)
     app.cli.add_command(process_cli)
+
+    from app.coordination.cli import notify_cli
+
+    app.cli.add_command(notify_cli)

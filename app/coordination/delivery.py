@@ -554,19 +554,19 @@ def set_robot(department, *, name, url, secret, at):
 def _tail(text, keep=4):
     if not text:
         return None
-    return "…" + text[-keep:] if len(text) > keep * 2 else "…"
+    return "****" + text[-keep:] if len(text) > keep * 2 else "****"
 
 
 def describe_robot(robot):
     """A robot as pages, the API and the CLI show it: the access token and the secret
     shortened to their last characters."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
     parts = urlsplit(robot.webhook_url)
-    query = urlencode(
-        [(k, _tail(v) if k in ("access_token", "token", "key") else v) for k, v in
-         parse_qsl(parts.query)]
-    )  # fmt: skip
+    query = "&".join(
+        f"{k}={_tail(v) if k in ('access_token', 'token', 'key') else v}"
+        for k, v in parse_qsl(parts.query)
+    )
     return {
         "id": robot.id,
         "department": robot.department_id and _department_code(robot.department_id),
