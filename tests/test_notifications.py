@@ -558,3 +558,46 @@ def test_the_inbox_page_speaks_chinese_marks_read_and_saves_channels(region, cli
     refresh()  # the test's app context keeps the locale of the last request
     assert "How you are reached" in client.get("/inbox?lang=en").get_data(as_text=True)
     refresh()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BAOGONG_SMTP_PORT", "70000"),
+        ("BAOGONG_SMTP_STARTTLS", "maybe"),
+        ("BAOGONG_SMS_URL", "ftp://gateway"),
+        ("BAOGONG_NOTIFY_MAX_ATTEMPTS", "0"),
+        ("BAOGONG_NOTIFY_BACKOFF_SECONDS", "nan"),
+        ("BAOGONG_NOTIFY_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_bad_notification_settings_are_refused_by_name(monkeypatch, tmp_path, name, value):
+    from app.config import ConfigError, from_environment
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        from_environment(str(tmp_path))
+
+
+def test_the_robot_cli_keeps_the_secret_off_the_screen(region, app):
+    import json
+
+    runner = app.test_cli_runner()
+    url = "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef"
+    args = ["notify", "set-robot", "--department", "market_supervision", "--name", "市监局群"]
+    result = runner.invoke(
+        args=[*args, "--url", url, "--secret-stdin"], input="SEC0123456789secret\n"
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["secret"] == "****cret" and "0123456789" not in shown["url"]
+    assert delivery.robot_for(department("market_supervision").id).secret == "SEC0123456789secret"
+
+    listed = runner.invoke(args=["notify", "robots"])
+    assert "SEC0123456789secret" not in listed.stdout and "市监局群" in listed.stdout
+
+    refused = runner.invoke(args=["notify", "set-robot", "--name", "x", "--url", url])
+    assert refused.exit_code == 2 and "department" in refused.stderr
+    bad_url = runner.invoke(args=["notify", "set-robot", "--command-post", "--name", "x",
+                                  "--url", "not a url"])  # fmt: skip
+    assert bad_url.exit_code == 2 and "url" in bad_url.stderr
