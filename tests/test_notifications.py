@@ -601,3 +601,54 @@ def test_the_robot_cli_keeps_the_secret_off_the_screen(region, app):
     bad_url = runner.invoke(args=["notify", "set-robot", "--command-post", "--name", "x",
                                   "--url", "not a url"])  # fmt: skip
     assert bad_url.exit_code == 2 and "url" in bad_url.stderr
+
+
+def test_a_drill_sets_its_own_retries_and_the_clock_need_not_wait_them_out(region, app, run_worker):
+    """A run's `retry` overrides the configuration; a delivery waiting for its next try
+    is unfinished, but not due."""
+    with SmsGatewayReceiver(token="t", fail_first=1000) as gateway:
+        found = _drill_incident(
+            {"sms": gateway.endpoint(), "retry": {"max_attempts": 2, "backoff_seconds": 3600}}
+        )
+        delivery.relay([found.id])
+        run_worker()
+        waiting = delivery.unfinished([found.id])
+        assert waiting > 0 and delivery.unfinished([found.id], due_by=utcnow()) == 0
+
+        assert (
+            db.session.execute(
+                Delivery.__table__.update()
+                .where(Delivery.status == "pending")
+                .values(next_attempt_at=utcnow())
+            ).rowcount
+            == waiting
+        )
+        db.session.commit()
+        _drain(run_worker, [found.id])
+
+    figures = delivery.notification_figures(found)
+    assert figures["failed"] == waiting and delivery.unfinished([found.id]) == 0
+    assert gateway.requests == 2 * waiting
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "key"),
+    [
+        ({"fax": {}}, "notifications.fax"),
+        ({"sms": {"token": "t"}}, "notifications.sms.url"),
+        ({"sms": {"url": "ftp://x"}}, "notifications.sms.url"),
+        ({"email": {"host": "127.0.0.1", "port": "25"}}, "notifications.email.port"),
+        ({"email": {"host": "h", "port": 25, "cc": "x"}}, "notifications.email.cc"),
+        ({"dingtalk": "http://robot"}, "notifications.dingtalk"),
+        ({"retry": {"backoff_seconds": float("nan")}}, "notifications.retry.backoff_seconds"),
+    ],
+)
+def test_drill_endpoints_that_cannot_be_used_are_refused_by_key(endpoints, key):
+    with pytest.raises(InvalidInput) as refused:
+        delivery.check_endpoints(endpoints)
+    assert key in refused.value.errors
+
+
+def test_drill_endpoints_of_the_local_receivers_are_taken():
+    with LocalReceivers() as local:
+        assert delivery.check_endpoints(local.endpoints()) == local.endpoints()

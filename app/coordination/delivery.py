@@ -193,6 +193,23 @@ def backoff_seconds(attempts, base=None):
     return min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
 
 
+def retry_settings(incident_id):
+    """(max attempts, backoff base in seconds) for the incident's deliveries: a drill run
+    may set its own under `retry` of its endpoints, so a drill need not wait minutes for
+    a receiver told to fail; otherwise the configuration's."""
+    config = current_app.config
+    settings = (config["BAOGONG_NOTIFY_MAX_ATTEMPTS"], config["BAOGONG_NOTIFY_BACKOFF_SECONDS"])
+    if incident_id is None:
+        return settings
+    from app.incidents.models import Incident
+
+    retry = (drill_endpoints(db.session.get(Incident, incident_id)) or {}).get("retry") or {}
+    return (
+        retry.get("max_attempts", settings[0]),
+        retry.get("backoff_seconds", settings[1]),
+    )
+
+
 def _in_incidents(query, incident_ids):
     if incident_ids is None:
         return query
@@ -263,19 +280,25 @@ def reconcile(stale_seconds, incident_ids=None, dead_workers=(), min_age_seconds
     """
     age = stale_seconds if min_age_seconds is None else min_age_seconds
     cutoff = utcnow() - timedelta(seconds=age)
-    query = select(Delivery.id, Delivery.job_id, Delivery.attempts).where(
-        Delivery.status.in_(("enqueued", "sending")), Delivery.enqueued_at <= cutoff
+    query = (
+        select(Delivery.id, Delivery.job_id, Delivery.attempts, Notification.incident_id)
+        .join(Notification, Notification.id == Delivery.notification_id)
+        .where(Delivery.status.in_(("enqueued", "sending")), Delivery.enqueued_at <= cutoff)
     )
+    if incident_ids is not None:
+        query = query.where(Notification.incident_id.in_(incident_ids))
     connection = get_queue(QUEUE_NOTIFY).connection
-    lost_jobs = {}
+    lost_jobs, settings = {}, {}
     back, given_up = [], []
-    for row_id, job_id, attempts in db.session.execute(_in_incidents(query, incident_ids)):
+    for row_id, job_id, attempts, incident_id in db.session.execute(query):
         if job_id not in lost_jobs:
             lost_jobs[job_id] = job_id is None or job_lost(
                 job_id, connection, stale_seconds, dead_workers
             )
         if lost_jobs[job_id]:
-            full = attempts >= current_app.config["BAOGONG_NOTIFY_MAX_ATTEMPTS"]
+            if incident_id not in settings:
+                settings[incident_id] = retry_settings(incident_id)
+            full = attempts >= settings[incident_id][0]
             (given_up if full else back).append(row_id)
     for ids, values in (
         (back, {"status": "pending"}),
@@ -294,9 +317,19 @@ def reconcile(stale_seconds, incident_ids=None, dead_workers=(), min_age_seconds
     return len(back) + len(given_up)
 
 
-def unfinished(incident_ids=None):
-    """How many deliveries are still to be sent (waiting for a retry too)."""
+def unfinished(incident_ids=None, due_by=None):
+    """How many deliveries are still to be sent, those waiting for a retry included; with
+    `due_by` (a wall-clock instant), only those due by then, which a drill's clock waits
+    for without waiting out every backoff."""
     query = select(func.count(Delivery.id)).where(Delivery.status.in_(UNFINISHED_DELIVERY))
+    if due_by is not None:
+        query = query.where(
+            or_(
+                Delivery.status != "pending",
+                Delivery.next_attempt_at.is_(None),
+                Delivery.next_attempt_at <= due_by,
+            )
+        )
     return db.session.scalar(_in_incidents(query, incident_ids))
 
 
@@ -364,12 +397,13 @@ def deliver(delivery_ids, at=None, job_id=None):
 
 def _record_failure(row, error, at):
     row.last_error = str(error)[:2000]
-    if error.permanent or row.attempts >= current_app.config["BAOGONG_NOTIFY_MAX_ATTEMPTS"]:
+    max_attempts, base = retry_settings(row.notification.incident_id)
+    if error.permanent or row.attempts >= max_attempts:
         row.status = "failed"
         log.warning("delivery %s: failed after %d attempts: %s", row.id, row.attempts, error)
         return "failed"
     row.status = "pending"
-    row.next_attempt_at = at + timedelta(seconds=backoff_seconds(row.attempts))
+    row.next_attempt_at = at + timedelta(seconds=backoff_seconds(row.attempts, base))
     return "retry"
 
 
@@ -461,6 +495,65 @@ def _endpoint(endpoints, channel):
     if not found:
         raise DeliveryError(NOT_IN_DRILL, permanent=True)
     return found
+
+
+# Drill endpoints ------------------------------------------------------------------------
+
+# What each channel's endpoint of a drill run takes: (type, required).
+ENDPOINT_FIELDS = {
+    "email": {
+        "host": (str, True),
+        "port": (int, True),
+        "to": (str, False),
+        "from": (str, False),
+        "user": (str, False),
+        "password": (str, False),
+        "starttls": (bool, False),
+    },
+    "dingtalk": {"url": (str, True), "secret": (str, False)},
+    "sms": {"url": (str, True), "token": (str, False)},
+    "retry": {"max_attempts": (int, False), "backoff_seconds": ((int, float), False)},
+}
+
+
+def check_endpoints(endpoints, where="notifications"):
+    """Refuse a drill's endpoints that cannot be used, naming each key under `where`;
+    returns them as DrillRun.notification_endpoints keeps them."""
+    import math
+
+    errors = {}
+    if not isinstance(endpoints, dict):
+        raise InvalidInput("endpoints refused", {where: ["must be a mapping"]})
+    for channel, endpoint in endpoints.items():
+        fields = ENDPOINT_FIELDS.get(channel)
+        if fields is None:
+            errors[f"{where}.{channel}"] = [f"unknown; one of {', '.join(ENDPOINT_FIELDS)}"]
+            continue
+        if not isinstance(endpoint, dict):
+            errors[f"{where}.{channel}"] = ["must be a mapping"]
+            continue
+        for name, value in endpoint.items():
+            kind = fields.get(name, (None,))[0]
+            bad = (
+                kind is None
+                or isinstance(value, bool) != (kind is bool)
+                or not isinstance(value, kind)
+                or (isinstance(value, float) and not math.isfinite(value))
+                or (isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0)
+            )
+            if bad:
+                errors[f"{where}.{channel}.{name}"] = [
+                    "unknown" if kind is None else "missing or of the wrong type"
+                ]
+        for name, (_, required) in fields.items():
+            if required and name not in endpoint:
+                errors[f"{where}.{channel}.{name}"] = ["required"]
+        url = endpoint.get("url")
+        if isinstance(url, str) and not url.startswith(("http://", "https://")):
+            errors[f"{where}.{channel}.url"] = ["an http:// or https:// URL"]
+    if errors:
+        raise InvalidInput("notification endpoints refused", errors)
+    return endpoints
 
 
 # Figures ----------------------------------------------------------------------------------
