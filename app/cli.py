@@ -144,10 +144,12 @@ def _release_redis():
 @click.option("--interval", type=click.FloatRange(0.1, 3600), default=1.0)
 @handles_errors
 def queue_relay(once, interval):
-    """Put pending supply tasks and due actions of live incidents on the queue."""
+    """Put pending supply tasks, due notification deliveries and due actions of live
+    incidents on the queue."""
     import time
 
     from app.clock.services import requeue_lost, tick
+    from app.coordination import delivery
     from app.incidents.services import live_incident_ids
     from app.supply.dispatch import reconcile, relay
     from app.types import utcnow
@@ -156,6 +158,8 @@ def queue_relay(once, interval):
     while True:
         relay()
         reconcile(stale)
+        delivery.relay()
+        delivery.reconcile(stale)
         live = live_incident_ids()
         requeue_lost(live, stale)
         # A drill ticks its own simulated clock; only real incidents run on this one.
@@ -580,3 +584,7 @@ def register(app):
     app.cli.add_command(users_cli)
     app.cli.add_command(plans_cli)
     app.cli.add_command(process_cli)
+
+    from app.coordination.cli import notify_cli
+
+    app.cli.add_command(notify_cli)

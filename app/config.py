@@ -95,6 +95,66 @@ def _max_km(name, default):
     return value
 
 
+def _flag(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+
+
+def _http_url(name):
+    """An http(s) URL, or None when unset."""
+    raw = os.environ.get(name) or None
+    if raw is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}: expected an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+def _seconds(name, default, maximum, minimum=0.0):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if not minimum <= value <= maximum:  # also refuses NaN
+        raise ConfigError(f"{name}: must be from {minimum} to {maximum} seconds, got {raw!r}")
+    return value
+
+
+def _notification_settings():
+    """Where email and SMS go, and how often a failed delivery is tried again."""
+    return {
+        # Email over SMTP; with no host, email deliveries are skipped as not configured.
+        "BAOGONG_SMTP_HOST": os.environ.get("BAOGONG_SMTP_HOST") or None,
+        "BAOGONG_SMTP_PORT": _int("BAOGONG_SMTP_PORT", 25, minimum=1, maximum=65535),
+        "BAOGONG_SMTP_USER": os.environ.get("BAOGONG_SMTP_USER") or None,
+        "BAOGONG_SMTP_PASSWORD": os.environ.get("BAOGONG_SMTP_PASSWORD") or None,
+        "BAOGONG_SMTP_STARTTLS": _flag("BAOGONG_SMTP_STARTTLS", False),
+        "BAOGONG_MAIL_FROM": os.environ.get("BAOGONG_MAIL_FROM") or "baogong@baogong.local",
+        # The right-hand side of every Message-ID: <key@domain>.
+        "BAOGONG_MAIL_DOMAIN": os.environ.get("BAOGONG_MAIL_DOMAIN") or "baogong.local",
+        # SMS through an HTTP gateway taking JSON with a bearer token; unset, SMS is skipped.
+        "BAOGONG_SMS_URL": _http_url("BAOGONG_SMS_URL"),
+        "BAOGONG_SMS_TOKEN": os.environ.get("BAOGONG_SMS_TOKEN") or None,
+        # A delivery is tried this many times, waiting base, 2 x base, 4 x base... between.
+        "BAOGONG_NOTIFY_MAX_ATTEMPTS": _int("BAOGONG_NOTIFY_MAX_ATTEMPTS", 6, 1, 50),
+        "BAOGONG_NOTIFY_BACKOFF_SECONDS": _seconds("BAOGONG_NOTIFY_BACKOFF_SECONDS", 30.0, 3600),
+        # One SMTP conversation or HTTP request gives up after this long.
+        "BAOGONG_NOTIFY_TIMEOUT_SECONDS": _seconds("BAOGONG_NOTIFY_TIMEOUT_SECONDS", 10, 300, 0.1),
+    }
+
+
 def from_environment(instance_path):
     """Build the Flask config mapping from the environment, with the embedded defaults."""
     sqlite_path = os.path.join(instance_path, "baogong.sqlite3")
@@ -123,6 +183,7 @@ def from_environment(instance_path):
         "BAOGONG_JOB_TIMEOUT": _int("BAOGONG_JOB_TIMEOUT", 300, minimum=1),
         # An intent enqueued this long ago whose job is gone is put on the queue again.
         "BAOGONG_RECONCILE_AFTER_SECONDS": _int("BAOGONG_RECONCILE_AFTER_SECONDS", 60, minimum=1),
+        **_notification_settings(),
         "API_TITLE": "Baogong API",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 QUEUE_DISPATCH = "dispatch"
 QUEUE_DEFAULT = "default"
-QUEUE_NAMES = (QUEUE_DISPATCH, QUEUE_DEFAULT)
+# Notifications to outside channels have a queue of their own, so a slow mail server or
+# webhook never holds up the clock's actions.
+QUEUE_NOTIFY = "notify"
+QUEUE_NAMES = (QUEUE_DISPATCH, QUEUE_DEFAULT, QUEUE_NOTIFY)
 
 
 class RedisHolder:

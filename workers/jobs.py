@@ -56,6 +56,20 @@ def dispatch_supply_task(task_id):
         return "notified"
 
 
+def deliver_notifications(delivery_ids):
+    """Send a batch of notification deliveries; each is claimed first, so a repeat of the
+    job sends nothing twice, and a failure waits in the database for its next try."""
+    from rq import get_current_job
+
+    from app.coordination.delivery import deliver
+
+    with _get_app().app_context():
+        job = get_current_job()
+        outcomes = deliver(delivery_ids, job_id=job.id if job is not None else None)
+        db.session.commit()
+        return outcomes
+
+
 def run_scheduled_action(action_id):
     """Carry out a due action (remind, escalate, report, re-allocate), once."""
     from app.clock.models import ScheduledAction

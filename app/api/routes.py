@@ -314,11 +314,23 @@ def _check_ingest_token():
 
 def register(api):
     from app.accounts.api import blp as me
+    from app.coordination.inbox_api import blp as notifications
     from app.coordination.tasks_api import blp as coordination_tasks
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
 
-    for blueprint in (health, me, incidents, supply, drills, alerts, plans, duties):
+    blueprints = (
+        health,
+        me,
+        incidents,
+        supply,
+        drills,
+        alerts,
+        plans,
+        duties,
+        notifications,
+        coordination_tasks,
+    )
+    for blueprint in blueprints:
         api.register_blueprint(blueprint)
-    api.register_blueprint(coordination_tasks)

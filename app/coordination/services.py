@@ -12,10 +12,22 @@ log = logging.getLogger(__name__)
 
 
 def notify(*, key, kind, subject, incident, at, body="", person=None, supplier=None, data=None):
-    """Write a notification once per key; a second call with the same key returns the first."""
+    """Write a notification once per key, with a delivery for each channel its recipient
+    is reached on; a second call with the same key returns the first.
+
+    A person off duty or out of reach is replaced by whoever covers them, and the note
+    says who was skipped. Workers send the outside channels from the rows written here.
+    """
+    from app.coordination.delivery import cover_for, plan_deliveries
+
     existing = db.session.scalar(select(Notification).filter_by(key=key))
     if existing is not None:
         return existing
+    skipped, note = None, None
+    if person is not None:
+        reached, note = cover_for(person, at)
+        if reached.id != person.id:
+            skipped, person = person, reached
     message = Notification(
         key=key,
         kind=kind,
@@ -26,8 +38,11 @@ def notify(*, key, kind, subject, incident, at, body="", person=None, supplier=N
         supplier_id=supplier.id if supplier is not None else None,
         data=data,
         created_at=at,
+        skipped_person_id=skipped.id if skipped is not None else None,
+        cover_note=note,
     )
     db.session.add(message)
+    plan_deliveries(message, incident, person)
     db.session.flush()
     return message
 

@@ -24,3 +24,7 @@ class DrillRun(db.Model):
     # The report as written at the end of the run; pages read it from here, not from the
     # output folder, which a later run may overwrite.
     report: Mapped[dict | None] = mapped_column(JSON)
+    # Where this drill's notifications go besides the in-app inbox, by channel:
+    # {"email": {"host", "port", ...}, "dingtalk": {"url", "secret"}, "sms": {"url", "token"}}.
+    # A channel left out is skipped, never sent to a real address.
+    notification_endpoints: Mapped[dict | None] = mapped_column(JSON)

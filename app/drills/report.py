@@ -94,8 +94,11 @@ def shortfall(incident):
     return rows
 
 
-def build_report(run, incident, scenario):
-    """Everything the drill controller scores, as plain JSON-ready data."""
+def build_report(run, incident, scenario, receivers=()):
+    """Everything the drill controller scores, as plain JSON-ready data; `receivers` are
+    the local receivers the run sent to, which count the repeats they saw."""
+    from app.coordination.delivery import notification_figures
+
     figures = incident_figures(incident)
     activation = db.session.scalar(
         select(LevelChange)
@@ -160,6 +163,7 @@ def build_report(run, incident, scenario):
         "notifications_inapp": _count(
             select(func.count(Notification.id)).filter_by(incident_id=incident.id)
         ),
+        "notifications": notification_figures(incident, receivers),
         "sitreps": _count(
             select(func.count(SituationReport.id)).filter_by(incident_id=incident.id)
         ),
