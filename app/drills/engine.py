@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from app.alerts.services import receive
 from app.clock.models import ScheduledAction
 from app.clock.services import requeue_lost, tick
+from app.coordination import delivery
 from app.coordination import tasks as coordination
 from app.coordination.models import SHARE_OPEN_STATES
 from app.drills.models import DrillRun
@@ -91,10 +92,23 @@ class Engine:
         ids = [self.incident.id] if self.incident is not None else []
         while True:
             fired = tick(self.now, ids) if ids else 0
-            relayed = dispatch.relay(ids) if ids else 0
+            relayed = dispatch.relay(ids) + delivery.relay(ids) if ids else 0
             self._wait_idle(ids)
             if not fired and not relayed and not self._due_now(ids):
                 return
+
+    def deliver_all(self):
+        """Wait until every message of the drill is sent, failed or skipped, retries and
+        their backoff included (wall-clock seconds, as the drill's retry settings say)."""
+        ids = [self.incident.id] if self.incident is not None else []
+        deadline = time.monotonic() + self.settle_timeout
+        while ids and delivery.unfinished(ids):
+            db.session.commit()
+            self.settle()
+            if time.monotonic() > deadline:
+                raise DrillError(f"messages were not delivered within {self.settle_timeout} s")
+            time.sleep(POLL_SECONDS)
+        db.session.commit()
 
     def _due_now(self, ids):
         if not ids:
@@ -113,7 +127,11 @@ class Engine:
         deadline = time.monotonic() + self.settle_timeout
         reconciled_at = time.monotonic()
         while True:
-            busy = dispatch.unfinished(ids) + db.session.scalar(
+            # A retry whose backoff is over goes back on the queue; those still waiting
+            # do not hold the clock.
+            delivery.relay(ids)
+            busy = dispatch.unfinished(ids) + delivery.unfinished(ids, due_by=utcnow())
+            busy += db.session.scalar(
                 select(func.count(ScheduledAction.id)).where(
                     ScheduledAction.incident_id.in_(ids),
                     ScheduledAction.enqueued_at.is_not(None),
@@ -139,6 +157,8 @@ class Engine:
     def _recover(self, ids, dead):
         dispatch.reconcile(STALE_SECONDS, ids, dead_workers=dead, min_age_seconds=0)
         dispatch.relay(ids)
+        delivery.reconcile(STALE_SECONDS, ids, dead_workers=dead, min_age_seconds=0)
+        delivery.relay(ids)
         requeue_lost(ids, STALE_SECONDS, dead_workers=dead, min_age_seconds=0)
         tick(self.now, ids)
 
@@ -226,6 +246,8 @@ class Engine:
         if self.incident is not None and self.incident.status != "closed":
             end_response(self.incident, reason="drill window ended", at=self.now)
             db.session.commit()
+            self.settle()
+        self.deliver_all()
 
     # Injects: what the people do ------------------------------------------------------
 

@@ -188,6 +188,8 @@ class EndpointSchema(Schema):
     url = fields.Url(schemes={"http", "https"}, require_tld=False)
     host = fields.String(validate=validate.Length(1, 255))
     port = fields.Integer(strict=True, validate=validate.Range(1, 65535))
+    # The one mailbox every drill email goes to.
+    to = fields.Email()
     secret_env = fields.String(validate=validate.Regexp(r"^[A-Z_][A-Z0-9_]*$"))
     token_env = fields.String(validate=validate.Regexp(r"^[A-Z_][A-Z0-9_]*$"))
 
@@ -201,6 +203,19 @@ class EndpointSchema(Schema):
             raise ValidationError("only a local receiver can be told to fail", "fail_first")
 
 
+class RetrySchema(Schema):
+    """How a drill retries a failed delivery, in wall-clock time: a receiver lives in
+    real time, and a drill should not wait out minutes of production backoff."""
+
+    class Meta:
+        unknown = RAISE
+
+    max_attempts = fields.Integer(strict=True, load_default=4, validate=validate.Range(1, 10))
+    backoff_seconds = fields.Float(
+        load_default=0.2, allow_nan=False, validate=validate.Range(0, 10)
+    )
+
+
 class NotificationEndpointsSchema(Schema):
     """The channels a drill delivers to besides the in-app inbox; the others are skipped."""
 
@@ -210,6 +225,7 @@ class NotificationEndpointsSchema(Schema):
     email = fields.Nested(EndpointSchema)
     dingtalk = fields.Nested(EndpointSchema)
     sms = fields.Nested(EndpointSchema)
+    retry = fields.Nested(RetrySchema, load_default=lambda: {})
 
     @validates_schema
     def check_kinds(self, data, **kwargs):
@@ -220,6 +236,11 @@ class NotificationEndpointsSchema(Schema):
                     errors[channel] = ["a webhook or gateway takes a url, not a host"]
         if "url" in data.get("email", {}):
             errors["email"] = ["email takes host and port, not a url"]
+        elif "host" in data.get("email", {}) and "port" not in data["email"]:
+            errors["email"] = ["give the port of the mail server"]
+        for channel in ("dingtalk", "sms"):
+            if "to" in data.get(channel, {}):
+                errors[channel] = ["only email takes a to address"]
         if errors:
             raise ValidationError(errors)
 

@@ -2,10 +2,13 @@
 
 import logging
 import os
+from contextlib import ExitStack
 
 from flask import current_app, render_template
 from flask_babel import force_locale
 
+from app.drills.endpoints import resolve as resolve_endpoints
+from app.drills.endpoints import start_receivers
 from app.drills.engine import DrillError, Engine, incident_of, start_run
 from app.drills.report import build_report, map_data, report_json_text
 from app.drills.scenario import load_scenario
@@ -41,6 +44,7 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     if plan is None:
         raise InvalidInput("scenario refused", {"plan": [f"no plan named {scenario.plan!r}"]})
     check_against_data(scenario, region)
+    endpoints = resolve_endpoints(scenario)
     _prepare_out_dir(out_dir)
     _check_redis()
 
@@ -49,13 +53,16 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     db.session.commit()
     count = workers or current_app.config["BAOGONG_WORKERS"]
     try:
-        with WorkerPool(current_app._get_current_object(), count) as pool:
-            engine = Engine(scenario, run, plan, region, pool)
-            engine.play()
-        incident = incident_of(run)
-        if incident is None:
-            raise DrillError("the scenario never received its alert, so no incident opened")
-        report = build_report(run, incident, scenario)
+        with ExitStack() as receiving:
+            run.notification_endpoints, receivers = start_receivers(scenario, endpoints, receiving)
+            db.session.commit()
+            with WorkerPool(current_app._get_current_object(), count) as pool:
+                engine = Engine(scenario, run, plan, region, pool)
+                engine.play()
+            incident = incident_of(run)
+            if incident is None:
+                raise DrillError("the scenario never received its alert, so no incident opened")
+            report = build_report(run, incident, scenario, receivers)
         paths = write_outputs(report, run, incident, region, out_dir)
         keep_map(run, paths["map"])
         run.report = report
