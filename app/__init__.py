@@ -55,6 +55,7 @@ def create_app(test_config=None):
     extensions.api.init_app(app)
     from app.accounts.views import bp as accounts_bp
     from app.api import routes as api_routes
+    from app.coordination.sitrep_views import bp as sitreps_bp
     from app.duties.views import bp as clock_bp
     from app.process.pages import bp as plans_bp
     from app.web import bp as web_bp
@@ -64,6 +65,7 @@ def create_app(test_config=None):
     app.register_blueprint(accounts_bp)
     app.register_blueprint(plans_bp)
     app.register_blueprint(clock_bp)
+    app.register_blueprint(sitreps_bp)
     register_error_handlers(app)
 
     from app import cli

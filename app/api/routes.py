@@ -314,9 +314,10 @@ def _check_ingest_token():
 
 def register(api):
     from app.accounts.api import blp as me
+    from app.coordination.sitreps_api import blp as sitreps
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
 
-    for blueprint in (health, me, incidents, supply, drills, alerts, plans, duties):
+    for blueprint in (health, me, incidents, supply, drills, alerts, plans, duties, sitreps):
         api.register_blueprint(blueprint)

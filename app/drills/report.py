@@ -5,7 +5,8 @@ from collections import defaultdict
 
 from sqlalchemy import func, select
 
-from app.coordination.models import Notification, SituationReport
+from app.coordination.models import Notification
+from app.coordination.sitreps import sitreps_issued
 from app.duties.matrix import department_summary
 from app.duties.models import DutyAssignment
 from app.extensions import db
@@ -160,9 +161,7 @@ def build_report(run, incident, scenario):
         "notifications_inapp": _count(
             select(func.count(Notification.id)).filter_by(incident_id=incident.id)
         ),
-        "sitreps": _count(
-            select(func.count(SituationReport.id)).filter_by(incident_id=incident.id)
-        ),
+        "sitreps": sitreps_issued(incident),
         "timeline": [
             {"at": isoformat_utc(e.at), "event": e.event, "detail": e.detail}
             for e in db.session.scalars(
