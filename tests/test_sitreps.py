@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.clock.models import ScheduledAction
 from app.clock.services import tick
-from app.coordination import sitreps
+from app.coordination import sitrep_export, sitrep_text, sitreps
 from app.coordination.models import Notification, SituationReport
 from app.coordination.sitreps import (
     approve_sitrep,
@@ -121,7 +121,7 @@ def test_the_schedule_drafts_a_report_through_a_worker_once(found, run_worker):
     assert [(r.number, r.status, r.current_version) for r in reports] == [(1, "draft", 1)]
     report = reports[0]
     assert report.period_start == T0 and report.period_end == due
-    assert set(report.versions[0].sections) == set(sitreps.SECTION_KEYS)
+    assert set(report.versions[0].sections) == set(sitrep_text.SECTION_KEYS)
     following = db.session.scalars(
         select(ScheduledAction.due_at).filter_by(incident_id=found.id, kind="sitrep")
     ).all()
@@ -163,7 +163,7 @@ def test_each_section_tells_the_figures_of_a_small_incident(region):
     assert text["tasks"] == "当前无未办结的协调任务。"
     assert text["changes"].startswith("本期为首期报告。")
     assert "快检不合格" in text["changes"]  # the timeline of the period
-    assert sitreps.title(report) == "[演练] 镇海区餐饮保供信息专报 第1期"
+    assert sitrep_export.title(report) == "[演练] 镇海区餐饮保供信息专报 第1期"
 
 
 def test_open_tasks_come_from_the_tasks_module_when_it_is_there(found, monkeypatch):
@@ -383,7 +383,7 @@ def test_the_docx_holds_title_sections_and_the_meal_table(client, region):
     assert paragraphs[0] == "[演练] 镇海区餐饮保供信息专报 第1期"
     assert "编发：镇海区市场监督管理局（指挥部办公室）" in paragraphs
     headings = [p.text for p in word.paragraphs if p.style.name.startswith("Heading")]
-    assert headings == [sitreps.SECTION_TITLES[key]["zh"] for key in sitreps.SECTION_KEYS]
+    assert headings == [sitrep_text.SECTION_TITLES[key]["zh"] for key in sitrep_text.SECTION_KEYS]
     assert hostile in paragraphs
     [table] = word.tables
     assert [c.text for c in table.rows[0].cells][:2] == ["日期", "餐次"]
@@ -448,10 +448,15 @@ def test_the_page_edits_from_its_version_and_tells_a_stale_save(client, found):
     assert db.session.get(SituationReport, report.id).current_version == 2
 
 
-def test_the_commander_approves_and_sends_on_the_page(client, found):
-    report = draft_sitrep(found, T0 + timedelta(hours=1))
-    db.session.commit()
+def test_the_commander_drafts_approves_and_sends_on_the_pages(client, found):
     _signed_in(client)
+    listing = client.get(f"/incidents/{found.id}/sitreps").get_data(as_text=True)
+    drafted = client.post(
+        f"/incidents/{found.id}/sitreps", data={"csrf_token": csrf_token(listing)}
+    )
+    assert drafted.status_code in (302, 303)
+    report = db.session.scalar(select(SituationReport).filter_by(incident_id=found.id))
+    assert drafted.headers["Location"].endswith(f"/sitreps/{report.id}")
     page = client.get(f"/sitreps/{report.id}").get_data(as_text=True)
     token = csrf_token(page)
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app.accounts.access import acting_user, require_roles
 from app.api.routes import ID
 from app.clock.services import now
-from app.coordination import sitreps
+from app.coordination import sitrep_export, sitrep_text, sitreps
 from app.coordination.models import SituationReport
 from app.duties.views import ActionForm
 from app.errors import Conflict, DomainError, Forbidden, InvalidInput
@@ -59,7 +59,7 @@ def recent_page():
         "coordination/sitrep_list.html",
         incident=None,
         reports=rows,
-        title_of=lambda r: sitreps.title(r, _lang()),
+        title_of=lambda r: sitrep_export.title(r, _lang()),
         statuses=STATUS_NAMES,
         may_draft=False,
         form=ActionForm(),
@@ -74,9 +74,9 @@ def incident_reports_page(incident_id):
         "coordination/sitrep_list.html",
         incident=found,
         reports=sitreps.reports_of(found),
-        title_of=lambda r: sitreps.title(r, _lang()),
+        title_of=lambda r: sitrep_export.title(r, _lang()),
         statuses=STATUS_NAMES,
-        may_draft=sitreps.may_edit(acting_user(), found) and found.status != "closed",
+        may_draft=sitreps.may_edit(acting_user(), found),
         form=ActionForm(),
     )
 
@@ -108,7 +108,7 @@ def _render(report, *, version_number=None, texts=None, error=None, status=200):
         "coordination/sitrep.html",
         report=report,
         incident=incident,
-        doc=sitreps.document(report, _lang(), version.number),
+        doc=sitrep_export.document(report, _lang(), version.number),
         version=version,
         statuses=STATUS_NAMES,
         form=ActionForm(),
@@ -119,8 +119,8 @@ def _render(report, *, version_number=None, texts=None, error=None, status=200):
             report.status == "draft" and latest and user is not None and user.role == "commander"
         ),
         may_send=report.status == "approved" and user is not None and user.role == "commander",
-        section_keys=sitreps.SECTION_KEYS,
-        section_titles={k: v[_lang()] for k, v in sitreps.SECTION_TITLES.items()},
+        section_keys=sitrep_text.SECTION_KEYS,
+        section_titles={k: v[_lang()] for k, v in sitrep_text.SECTION_TITLES.items()},
         limit=sitreps.MAX_SECTION_CHARS,
     )
     return page, status
@@ -141,7 +141,12 @@ def edit_page(report_id):
     again with the texts typed, and says so."""
     report = _report(report_id)
     _checked_form()
-    texts = {key: request.form.get(f"section_{key}", "") for key in sitreps.SECTION_KEYS}
+    # Only the sections the form holds: a missing field keeps its text, never blanks it.
+    texts = {
+        key: request.form[f"section_{key}"]
+        for key in sitrep_text.SECTION_KEYS
+        if f"section_{key}" in request.form
+    }
     base = request.form.get("base_version", "")
     if not base.isdigit() or len(base) > 9:
         abort(400, gettext("The form has expired; reload the page and try again."))
@@ -218,7 +223,8 @@ def send_page(report_id):
 def print_page(report_id):
     """The report as one printable page, nothing around it."""
     report = _report(report_id)
-    return render_template("coordination/sitrep_print.html", doc=sitreps.document(report, _lang()))
+    doc = sitrep_export.document(report, _lang())
+    return render_template("coordination/sitrep_print.html", doc=doc)
 
 
 @bp.get(f"/sitreps/<{ID}:report_id>.docx")
@@ -230,7 +236,7 @@ def docx_file(report_id):
     report = _report(report_id)
     name = f"sitrep-{report.incident_id}-{report.number}-v{report.current_version}.docx"
     return send_file(
-        io.BytesIO(sitreps.docx_bytes(report, _lang())),
+        io.BytesIO(sitrep_export.docx_bytes(report, _lang())),
         mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         as_attachment=True,
         download_name=name,

@@ -11,7 +11,7 @@ from marshmallow import fields, validate
 from app.accounts.access import acting_user, require_roles
 from app.api.routes import ID, MAX_ID, Blueprint, QueryInteger, StrictSchema
 from app.clock.services import now
-from app.coordination import sitreps
+from app.coordination import sitrep_export, sitreps
 from app.coordination.models import SituationReport
 from app.duties.api import EmptyBody
 from app.extensions import db
@@ -94,7 +94,7 @@ def summary(report, lang="zh"):
         "id": report.id,
         "incident_id": report.incident_id,
         "number": report.number,
-        "title": sitreps.title(report, lang),
+        "title": sitrep_export.title(report, lang),
         "status": report.status,
         "drill": bool(report.figures.get("incident", {}).get("drill")),
         "period_start": isoformat_utc(report.period_start),
@@ -124,7 +124,7 @@ def detail(report, lang="zh", version_number=None):
         "version": version.number,
         "sections": [
             {"key": key, "title": title, "text": text, "edited": edited}
-            for key, title, text, edited in sitreps.section_texts(report, version, lang)
+            for key, title, text, edited in sitrep_export.section_texts(report, version, lang)
         ],
         "versions": [
             {
