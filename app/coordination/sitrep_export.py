@@ -10,6 +10,7 @@ from app.coordination.sitrep_text import (
     SECTION_KEYS,
     SECTION_TITLES,
     STATUS_NAMES,
+    SYSTEM,
     generate_sections,
     local_minute,
     name_in,
@@ -99,7 +100,9 @@ def document(report, lang="zh", version_number=None):
             }
         )
 
-    made = f"{local_minute(isoformat_utc(version.created_at))}, {version.author_name}"
+    author = version.author_name
+    author = (SYSTEM[1] if en else SYSTEM[0]) if author == "system" else author
+    made = local_minute(isoformat_utc(version.created_at)) + (", " if en else "，") + author
     if en:
         version_line = f"Version {version.number} of {report.current_version} ({made})"
         approval = (

@@ -13,6 +13,7 @@ SECTION_TITLES = {
 DRILL_MARK = "[演练]"
 
 # The words of each code, as (Chinese, English).
+SYSTEM = ("系统", "system")
 PHASES = {
     "warning": ("预警", "warning"),
     "response": ("应急响应", "response"),
@@ -121,7 +122,8 @@ def _level_text(f, lang):
         by = word(COMMANDED_BY, level["commanded_by"], lang) if level["commanded_by"] else ""
         if en:
             line = f"Response level {level['declared']}"
-            line += f" ({level['declared_name']})" if level["declared_name"] else ""
+            named = level.get("declared_name_en") or level["declared_name"]
+            line += f" ({named})" if named else ""
             line += (
                 f", declared by the {by} government; the district responds within it."
                 if level["declared_by_higher"]
@@ -164,19 +166,24 @@ def _duties_text(f, lang):
     d = f["duties"]
     if not d["assigned"]:
         return "No duties assigned." if lang == "en" else "尚未下达部门职责。"
+    stages = (
+        ("overdue", "逾期", "overdue"),
+        ("escalated", "已上报升级", "escalated"),
+        ("objected", "有异议", "objected to"),
+    )
     if lang == "en":
-        lines = [
-            f"{d['assigned']} duties assigned: {d['confirmed']} confirmed, {d['open']} awaiting "
-            f"confirmation ({d['overdue']} overdue, {d['escalated']} escalated, "
-            f"{d['objected']} objected to), {d['closed']} closed."
-        ]
+        among = [f"{d[key]} {en}" for key, _zh, en in stages if d[key]]
+        line = f"Duties assigned: {d['assigned']}; confirmed: {d['confirmed']}; awaiting "
+        line += f"confirmation: {d['open']}" + (f" ({', '.join(among)})" if among else "")
+        line += f"; closed: {d['closed']}." if d["closed"] else "."
     else:
-        lines = [
+        among = [f"{zh} {d[key]} 项" for key, zh, _en in stages if d[key]]
+        line = (
             f"共下达部门职责 {d['assigned']} 项：已确认 {d['confirmed']} 项，待确认 {d['open']} 项"
-            f"（其中逾期 {d['overdue']} 项、已上报升级 {d['escalated']} 项、"
-            f"有异议 {d['objected']} 项），"
-            f"已关闭 {d['closed']} 项。"
-        ]
+        )
+        line += f"（其中{'、'.join(among)}）" if among else ""
+        line += f"，已关闭 {d['closed']} 项。" if d["closed"] else "。"
+    lines = [line]
     if not d["waiting"]:
         lines.append(
             "Every department has confirmed its duties." if lang == "en" else "各部门均已确认职责。"
@@ -220,8 +227,8 @@ def _meals_text(f, lang):
     if lang == "en":
         lines = [
             f"Meals demanded {t['demand_meals']}, allocated {t['allocated_meals']}, delivered "
-            f"{t['delivered_meals']}, not delivered {t['unmet_meals']}; "
-            f"{t['suppliers_suspended']} suppliers suspended."
+            f"{t['delivered_meals']}, not delivered {t['unmet_meals']}; suppliers suspended: "
+            f"{t['suppliers_suspended']}."
         ]
     else:
         lines = [
@@ -254,7 +261,7 @@ def _food_safety_text(f, lang):
     s = f["food_safety"]
     en = lang == "en"
     lines = [
-        f"{s['tests_run']} rapid tests run, {s['tests_failed']} failed."
+        f"Rapid tests run: {s['tests_run']}; failed: {s['tests_failed']}."
         if en
         else f"累计开展快检 {s['tests_run']} 批次，不合格 {s['tests_failed']} 批次。"
     ]
@@ -295,9 +302,9 @@ def _tasks_text(f, lang):
         return "No coordination task is open." if en else "当前无未办结的协调任务。"
     late = sum(1 for t in tasks if t["overdue"])
     lines = [
-        f"{len(tasks)} coordination tasks open, {late} overdue:"
+        f"Coordination tasks open: {len(tasks)}; overdue: {late}."
         if en
-        else f"未办结协调任务 {len(tasks)} 项，其中逾期 {late} 项："
+        else f"未办结协调任务 {len(tasks)} 项，其中逾期 {late} 项。"
     ]
     for t in tasks:
         names = (", " if en else "、").join(name_in(d, lang) for d in t["departments"]) or "-"

@@ -68,6 +68,7 @@ def _level_figures(incident):
     return {
         "declared": incident.level,
         "declared_name": entry.get("name"),
+        "declared_name_en": entry.get("name_en"),
         "declared_by_higher": bool(entry.get("declared_by_higher")),
         "commanded_by": entry.get("commanded_by"),
         "suggested": incident.suggested_level,
