@@ -56,6 +56,7 @@ def create_app(test_config=None):
     from app.accounts.views import bp as accounts_bp
     from app.api import routes as api_routes
     from app.coordination.inbox_views import bp as inbox_bp
+    from app.coordination.sitrep_views import bp as sitreps_bp
     from app.coordination.task_views import bp as tasks_bp
     from app.duties.views import bp as clock_bp
     from app.process.pages import bp as plans_bp
@@ -68,6 +69,7 @@ def create_app(test_config=None):
     app.register_blueprint(clock_bp)
     app.register_blueprint(tasks_bp)
     app.register_blueprint(inbox_bp)
+    app.register_blueprint(sitreps_bp)
     register_error_handlers(app)
 
     from app import cli

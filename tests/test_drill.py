@@ -14,6 +14,9 @@ from app.supply.models import Supplier, SupplierSuspension
 SCENARIO = os.path.join(FIXTURES, "drills", "typhoon.yaml")
 FIGURES = (
     "duties",
+    "notifications",
+    "sitreps",
+    "coordination_tasks",
     "departments",
     "demand_meals",
     "allocated_meals",
@@ -73,10 +76,32 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
         "supplier_suspended",
         "reallocation_solved",
         "meals_delivered",
+        "sitrep_drafted",
+        "sitrep_approved",
         "sitrep_issued",
+        "task_created",
+        "task_overdue",
+        "task_escalated",
+        "task_done",
         "response_ended",
     ):
         assert event in events, event
+    # A report every 12 hours from activation at +00:10, each sent 20 minutes after drafting.
+    assert first["sitreps"] == 5 == events.count("sitrep_issued")
+    # The road-access task on time; the joint inspection late for one of its departments.
+    assert first["coordination_tasks"] == {
+        "created": 2,
+        "done": 2,
+        "overdue": 1,
+        "escalated": 1,
+        "open": 0,
+    }
+    notifications = first["notifications"]
+    # SMS is not configured by the scenario: skipped, every one; the robot lost one answer,
+    # so it saw one message twice; nothing failed.
+    assert notifications["skipped"] > 0 and notifications["failed"] == 0
+    assert notifications["duplicates"] == 1
+    assert notifications["sent"] > first["tasks"]["created"]
     assert all(entry["at"].endswith("Z") for entry in first["timeline"])
 
     for name in ("report_json", "report_html", "map"):

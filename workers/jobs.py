@@ -132,11 +132,13 @@ def _task_escalate(action, incident, at):
 
 
 def _sitrep(action, incident, at):
-    from app.coordination.services import issue_sitrep
+    """The plan's schedule drafts a report for the command to edit, approve and send."""
+    from app.coordination.sitreps import draft_on_schedule
 
     if incident.status == "closed":
         return "incident closed"
-    return f"report no. {issue_sitrep(incident, at).number}"
+    report = draft_on_schedule(incident, due_at=action.due_at, at=at)
+    return f"report no. {report.number} drafted"
 
 
 def _replan(action, incident, at):

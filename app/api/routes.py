@@ -315,6 +315,7 @@ def _check_ingest_token():
 def register(api):
     from app.accounts.api import blp as me
     from app.coordination.inbox_api import blp as notifications
+    from app.coordination.sitreps_api import blp as sitreps
     from app.coordination.tasks_api import blp as coordination_tasks
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
@@ -331,6 +332,7 @@ def register(api):
         duties,
         notifications,
         coordination_tasks,
+        sitreps,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

@@ -1,11 +1,10 @@
-"""Notifications and situation reports."""
+"""Notifications: one row per stable key, read by the in-app inbox."""
 
 import logging
-from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app.coordination.models import Notification, SituationReport
+from app.coordination.models import Notification
 from app.extensions import db
 
 log = logging.getLogger(__name__)
@@ -45,47 +44,3 @@ def notify(*, key, kind, subject, incident, at, body="", person=None, supplier=N
     plan_deliveries(message, incident, person)
     db.session.flush()
     return message
-
-
-def issue_sitrep(incident, at):
-    """Draft and issue the next situation report from live figures; schedule the next."""
-    from app.clock.services import schedule
-    from app.incidents.services import record
-    from app.organisation.services import commander_of
-    from app.supply.services import incident_figures
-
-    number = (
-        db.session.scalar(select(func.count(SituationReport.id)).filter_by(incident_id=incident.id))
-        + 1
-    )
-    figures = incident_figures(incident)
-    text = (
-        f"第{number}期：响应级别 {incident.level or '-'}；"
-        f"需求 {figures['demand_meals']} 份，已分配 {figures['allocated_meals']} 份，"
-        f"已送达 {figures['delivered_meals']} 份；暂停供应商 {figures['suppliers_suspended']} 家。"
-    )
-    if incident.drill:
-        text = "[演练] " + text
-    report = SituationReport(
-        incident_id=incident.id, number=number, at=at, figures=figures, text=text
-    )
-    db.session.add(report)
-    db.session.flush()
-
-    commander = commander_of(incident)
-    if commander is not None:
-        notify(
-            key=f"sitrep-{incident.id}-{number}",
-            kind="sitrep",
-            subject=f"信息专报 第{number}期",
-            body=text,
-            incident=incident,
-            person=commander,
-            at=at,
-        )
-    record(incident, "sitrep_issued", f"no. {number}", at)
-
-    every = incident.plan.document.get("sitreps", {}).get("every_hours")
-    if every and incident.status != "closed":
-        schedule("sitrep", incident, incident.id, at + timedelta(hours=every))
-    return report

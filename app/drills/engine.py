@@ -22,7 +22,8 @@ from app.clock.models import ScheduledAction
 from app.clock.services import requeue_lost, tick
 from app.coordination import delivery
 from app.coordination import tasks as coordination
-from app.coordination.models import SHARE_OPEN_STATES
+from app.coordination.models import SHARE_OPEN_STATES, SituationReport
+from app.coordination.sitreps import approve_sitrep, send_sitrep
 from app.drills.models import DrillRun
 from app.drills.scenario import offset
 from app.duties.models import OPEN_STATUSES, DutyAssignment
@@ -218,6 +219,31 @@ class Engine:
         db.session.commit()
         return due
 
+    def drafts_waiting(self):
+        """The situation reports drafted and not yet sent, with the instant the simulated
+        commander approves and sends each."""
+        if self.incident is None:
+            return []
+        delay = timedelta(minutes=self.scenario.sitreps.get("approve_after_minutes", 20))
+        drafts = db.session.scalars(
+            select(SituationReport).where(
+                SituationReport.incident_id == self.incident.id,
+                SituationReport.status.in_(("draft", "approved")),
+            )
+        ).all()
+        return [(report.drafted_at + delay, report) for report in drafts]
+
+    def send_due_reports(self):
+        """The commander approves the latest version of each report due, and sends it."""
+        for due, report in self.drafts_waiting():
+            if due > self.now:
+                continue
+            if report.status == "draft":
+                approve_sitrep(report, version=report.current_version, user=None, at=self.now)
+            send_sitrep(report, user=None, at=self.now)
+            db.session.commit()
+            self.settle()
+
     def play(self):
         """Run the whole scenario, then end the response if no inject did."""
         events = self.timetable()
@@ -227,6 +253,7 @@ class Engine:
             due = self.next_due_action()
             if due is not None:
                 candidates.append(due)
+            candidates += [at for at, _ in self.drafts_waiting() if at > self.now]
             if not candidates:
                 break
             at = min(candidates)
@@ -240,6 +267,7 @@ class Engine:
                 db.session.commit()
                 self.settle()
                 i += 1
+            self.send_due_reports()
 
         self.advance(self.scenario.end)
         self.settle()

@@ -5,7 +5,8 @@ from collections import defaultdict
 
 from sqlalchemy import func, select
 
-from app.coordination.models import Notification, SituationReport
+from app.coordination.sitreps import sitreps_issued
+from app.coordination.tasks import task_figures
 from app.duties.matrix import department_summary
 from app.duties.models import DutyAssignment
 from app.extensions import db
@@ -160,13 +161,9 @@ def build_report(run, incident, scenario, receivers=()):
         },
         "samples_retained": _count(samples),
         "rapid_tests": {"run": _count(tests), "failed": _count(tests.filter_by(passed=False))},
-        "notifications_inapp": _count(
-            select(func.count(Notification.id)).filter_by(incident_id=incident.id)
-        ),
         "notifications": notification_figures(incident, receivers),
-        "sitreps": _count(
-            select(func.count(SituationReport.id)).filter_by(incident_id=incident.id)
-        ),
+        "sitreps": sitreps_issued(incident),
+        "coordination_tasks": task_figures(incident),
         "timeline": [
             {"at": isoformat_utc(e.at), "event": e.event, "detail": e.detail}
             for e in db.session.scalars(

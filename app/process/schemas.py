@@ -243,6 +243,9 @@ class EscalationSchema(Strict):
 
 class SitrepsSchema(Strict):
     every_hours = Whole(validate=validate.Range(1, 24 * 7))
+    # Departments whose liaison on duty receives each report sent, besides the commander
+    # and the command's office.
+    recipients = Codes()
 
 
 class Minutes(Whole):

@@ -204,6 +204,8 @@ def _unknown_departments(document, known):
             named.append((f"working_groups[{i}].lead", group["lead"]))
         for j, code in enumerate(group.get("members", [])):
             named.append((f"working_groups[{i}].members[{j}]", code))
+    for i, code in enumerate((document.get("sitreps") or {}).get("recipients", [])):
+        named.append((f"sitreps.recipients[{i}]", code))
     return {key: [f"no department {code}"] for key, code in named if code not in known}
 
 
