@@ -51,6 +51,8 @@ def main():
         "demand_meals": report["demand_meals"],
         "delivered_meals": report["delivered_meals"],
         "supply_tasks": report["tasks"]["created"],
+        "notifications_sent": report["notifications"]["sent"],
+        "sitreps": report["sitreps"],
     }
     if not args.json:
         print(f"typhoon drill: {seconds:.1f} s (target {TARGET_SECONDS} s)", file=sys.stderr)
