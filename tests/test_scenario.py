@@ -342,3 +342,15 @@ def test_the_simulated_commander_approves_reports_within_a_day(scenario_copy):
     path = scenario_copy(lambda d: d.update(sitreps={"approve_after_minutes": 24 * 60 + 1}))
 
     assert "approve_after_minutes" in _errors(path)["sitreps"]
+
+
+def test_a_drill_retries_quickly_unless_the_scenario_says_otherwise(scenario_copy):
+    shipped = load_scenario(SCENARIO)
+    without = load_scenario(scenario_copy(lambda d: d.pop("notifications")))
+    slower = load_scenario(
+        scenario_copy(lambda d: d.update(notifications={"retry": {"backoff_seconds": 2}}))
+    )
+
+    assert shipped.notifications["retry"] == {"max_attempts": 4, "backoff_seconds": 0.2}
+    assert without.notifications == {"retry": {"max_attempts": 4, "backoff_seconds": 0.2}}
+    assert slower.notifications["retry"] == {"max_attempts": 4, "backoff_seconds": 2.0}

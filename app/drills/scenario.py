@@ -203,6 +203,9 @@ class EndpointSchema(Schema):
             raise ValidationError("only a local receiver can be told to fail", "fail_first")
 
 
+DRILL_RETRY = {"max_attempts": 4, "backoff_seconds": 0.2}
+
+
 class RetrySchema(Schema):
     """How a drill retries a failed delivery, in wall-clock time: a receiver lives in
     real time, and a drill should not wait out minutes of production backoff."""
@@ -210,9 +213,13 @@ class RetrySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    max_attempts = fields.Integer(strict=True, load_default=4, validate=validate.Range(1, 10))
+    max_attempts = fields.Integer(
+        strict=True, load_default=DRILL_RETRY["max_attempts"], validate=validate.Range(1, 10)
+    )
     backoff_seconds = fields.Float(
-        load_default=0.2, allow_nan=False, validate=validate.Range(0, 10)
+        load_default=DRILL_RETRY["backoff_seconds"],
+        allow_nan=False,
+        validate=validate.Range(0, 10),
     )
 
 
@@ -225,7 +232,7 @@ class NotificationEndpointsSchema(Schema):
     email = fields.Nested(EndpointSchema)
     dingtalk = fields.Nested(EndpointSchema)
     sms = fields.Nested(EndpointSchema)
-    retry = fields.Nested(RetrySchema, load_default=lambda: {})
+    retry = fields.Nested(RetrySchema, load_default=lambda: dict(DRILL_RETRY))
 
     @validates_schema
     def check_kinds(self, data, **kwargs):
@@ -300,7 +307,9 @@ class ScenarioSchema(Schema):
         required=True,
         validate=lambda d: set(d) == set(MEALS) or _raise(EVERY_MEAL),
     )
-    notifications = fields.Nested(NotificationEndpointsSchema, load_default=lambda: {})
+    notifications = fields.Nested(
+        NotificationEndpointsSchema, load_default=lambda: {"retry": dict(DRILL_RETRY)}
+    )
     sitreps = fields.Nested(SitrepBehaviourSchema, load_default=lambda: {})
     injects = fields.List(fields.Nested(InjectSchema), required=True)
 
