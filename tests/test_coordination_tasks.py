@@ -461,6 +461,37 @@ def test_reassignment_keeps_the_history_and_moves_the_clock(client, found, run_w
     assert same.status_code == 422 and "to_department" in same.json["errors"]
 
 
+def test_a_late_share_is_moved_only_with_a_new_due_time(client, found, run_worker):
+    _, commander = _commander()
+    task = _create(client, found, commander)
+    _advance(found, DUE + timedelta(minutes=1), run_worker)
+
+    refused = _post(client, task["id"], "reassign", commander,
+                    from_department="transport", to_department="cdc", reason="改派")  # fmt: skip
+    moved = _post(client, task["id"], "reassign", commander, from_department="transport",
+                  to_department="cdc", reason="改派",
+                  due_at="2026-09-14T12:00:00+08:00")  # fmt: skip
+
+    assert refused.status_code == 422 and "due_at" in refused.json["errors"]
+    assert moved.status_code == 200, moved.json
+    assert _share(task["id"], "cdc").due_at == T0 + timedelta(hours=4)
+
+
+def test_ending_the_response_calls_off_open_tasks_and_their_clock(client, found):
+    _, commander = _commander()
+    task = _create(client, found, commander)
+    share = _share(task["id"], "transport")
+
+    ended = client.post(f"/api/incidents/{found.id}/level", headers=bearer(commander),
+                        json={"level": None, "reason": "响应终止"})  # fmt: skip
+
+    assert ended.status_code == 200, ended.json
+    assert ended.json["tasks"] == {"cancelled": 1}
+    db.session.expire_all()
+    assert db.session.get(CoordinationTask, task["id"]).status == "cancelled"
+    assert {a.outcome for a in _pending(share.id)} == {"cancelled: task cancelled"}
+
+
 # Bad input ---------------------------------------------------------------------------
 
 
@@ -702,6 +733,23 @@ def test_pages_set_a_task_and_show_hostile_text_literally(client, found):
     assert "urgent" in english and "History" in english and "Transport" in english
 
 
+@pytest.mark.parametrize("due", ["2026-09-14T07:00", "2150-12-05T10:00"])
+def test_a_due_time_refused_on_the_page_names_the_form_field(client, found, due):
+    user, _ = _liaison("commerce", password="pw-commerce-1234")
+    sign_in(client, user.username, "pw-commerce-1234")
+    page = client.get(f"/incidents/{found.id}/tasks").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page), "title": "送水", "priority": "routine",
+            "kind": "task", "due": due, "departments": "transport",
+            "acting_department": "commerce"}  # fmt: skip
+
+    refused = client.post(f"/incidents/{found.id}/tasks", data=form)
+
+    assert refused.status_code == 422
+    text = refused.get_data(as_text=True)
+    assert "<b>完成时限</b>" in text and "due_at" not in text
+    assert db.session.scalar(select(func.count(CoordinationTask.id))) == 0
+
+
 def test_a_liaison_works_their_share_on_the_page_and_is_refused_another(client, found):
     _, commander = _commander()
     task = _create(
@@ -771,7 +819,7 @@ def test_the_commander_reassigns_and_calls_off_on_the_page(client, found):
     assert client.post(f"/incidents/{found.id}/tasks", data=form).status_code in (302, 303)
     stale = dict(form, due="2026-09-13T10:00")
     refused = client.post(f"/incidents/{found.id}/tasks", data=stale)
-    assert refused.status_code == 422 and "due_at" in refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "<b>完成时限</b>" in refused.get_data(as_text=True)
     task = db.session.scalar(select(CoordinationTask))
     assert task.created_by_department_id is None
 

@@ -501,3 +501,24 @@ def supplier_by_code_first():
     from app.supply.models import Supplier
 
     return db.session.scalar(select(Supplier.code).order_by(Supplier.id).limit(1))
+
+
+def test_an_approval_read_before_a_concurrent_edit_is_refused(found):
+    """The approver read version 1; an editor saved version 2 before the approval was
+    written (two requests at once on PostgreSQL). The approval must not stick to a
+    report whose text moved on."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
+    report = draft_sitrep(found, T0 + timedelta(hours=1))
+    edit_sitrep(
+        report, {"meals": "改过的文字"}, base_version=1, user=None, at=T0 + timedelta(hours=1)
+    )
+    db.session.commit()
+    set_committed_value(report, "current_version", 1)  # what the approver had read
+
+    with pytest.raises(Conflict):
+        approve_sitrep(report, version=1, user=None, at=T0 + timedelta(hours=1))
+    db.session.rollback()
+
+    stored = db.session.get(SituationReport, report.id)
+    assert (stored.status, stored.approved_version, stored.current_version) == ("draft", None, 2)

@@ -70,6 +70,30 @@ EVENT_NAMES = {
     "poisoning_reported": ("疑似食物中毒报告", "suspected poisoning reported"),
     "response_ended": ("响应结束", "response ended"),
     "incident_closed": ("事件关闭", "incident closed"),
+    "task_created": ("下达协同任务", "coordination task set"),
+    "task_accepted": ("协同任务接收", "coordination task accepted"),
+    "task_declined": ("协同任务退回", "coordination task declined"),
+    "task_progress": ("协同任务进展", "coordination task progress"),
+    "task_share_done": ("部门承办完成", "department's part done"),
+    "task_done": ("协同任务办结", "coordination task done"),
+    "task_reassigned": ("协同任务改派", "coordination task reassigned"),
+    "task_cancelled": ("协同任务撤销", "coordination task cancelled"),
+    "task_overdue": ("协同任务逾期提醒", "coordination task overdue, reminded"),
+    "task_escalated": ("协同任务上报升级", "coordination task escalated"),
+    "sitrep_drafted": ("信息专报起草", "situation report drafted"),
+    "sitrep_approved": ("信息专报审核", "situation report approved"),
+    "sitrep_issued": ("信息专报报送", "situation report issued"),
+}
+TASK_PRIORITY_WORDS = {
+    "urgent": ("紧急", "urgent"),
+    "routine": ("一般", "routine"),
+    "low": ("低", "low"),
+}
+TASK_STATUS_WORDS = {
+    "open": ("待接收", "open"),
+    "in_progress": ("办理中", "in progress"),
+    "done": ("已办结", "done"),
+    "cancelled": ("已撤销", "cancelled"),
 }
 # The figures compared with the previous sent report, in the order they are told.
 CHANGE_FIGURES = {
@@ -85,6 +109,7 @@ CHANGE_FIGURES = {
     "duties_open": ("待确认职责", "duties awaiting confirmation"),
     "duties_escalated": ("已升级职责", "duties escalated"),
     "tasks_open": ("未办结协调任务", "open coordination tasks"),
+    "tasks_overdue": ("逾期协调任务", "overdue coordination tasks"),
 }
 
 
@@ -309,17 +334,14 @@ def _tasks_text(f, lang):
     for t in tasks:
         names = (", " if en else "、").join(name_in(d, lang) for d in t["departments"]) or "-"
         due = local_minute(t["due_at"]) or "-"
+        priority = word(TASK_PRIORITY_WORDS, t["priority"], lang) if t["priority"] else "-"
+        status = word(TASK_STATUS_WORDS, t["status"], lang) if t["status"] else "-"
         if en:
             mark = ", overdue" if t["overdue"] else ""
-            lines.append(
-                f"- [{t['priority'] or '-'}] {t['title']} ({names}; {t['status']}; due {due}{mark})"
-            )
+            lines.append(f"- [{priority}] {t['title']} ({names}; {status}; due {due}{mark})")
         else:
             mark = "，已逾期" if t["overdue"] else ""
-            lines.append(
-                f"· 【{t['priority'] or '-'}】{t['title']}（{names}；{t['status']}；"
-                f"期限 {due}{mark}）"
-            )
+            lines.append(f"· 【{priority}】{t['title']}（{names}；{status}；期限 {due}{mark}）")
     return "\n".join(lines)
 
 

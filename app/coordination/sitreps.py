@@ -268,6 +268,7 @@ def _headline(figures):
         "duties_open": duties["open"],
         "duties_escalated": duties["escalated"],
         "tasks_open": len(figures["tasks"]),
+        "tasks_overdue": sum(1 for task in figures["tasks"] if task["overdue"]),
     }
 
 
@@ -328,7 +329,8 @@ def collect_figures(incident, at, since, previous=None):
         figures["changes"] = [
             {"figure": key, "before": before.get(key), "after": value}
             for key, value in figures["headline"].items()
-            if before.get(key) != value
+            # A figure the previous report did not have yet is not a change.
+            if key in before and before[key] != value
         ]
     return figures
 
@@ -608,11 +610,32 @@ def approve_sitrep(report, *, version, user, at):
     if report.status == "approved" and report.approved_version == version:
         return report
     incident = _incident_of(report)
-    report.approved_by_id, report.approved_by_name = _actor(user, incident, at)
-    report.status = "approved"
-    report.approved_version = version
-    report.approved_at = at
-    db.session.flush()
+    by_id, by_name = _actor(user, incident, at)
+    # Only while the version is still the latest: an edit saved meanwhile (a concurrent
+    # request on PostgreSQL) makes this approval refer to a text nobody would send.
+    claimed = db.session.execute(
+        update(SituationReport)
+        .where(
+            SituationReport.id == report.id,
+            SituationReport.current_version == version,
+            SituationReport.status.in_(("draft", "approved")),
+        )
+        .values(
+            status="approved",
+            approved_version=version,
+            approved_by_id=by_id,
+            approved_by_name=by_name,
+            approved_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(report)
+    if claimed.rowcount != 1:
+        _editable(report)
+        raise Conflict(
+            f"report {report.id} was edited meanwhile (version {report.current_version}): "
+            "read it before approving"
+        )
     record(incident, "sitrep_approved", f"no. {report.number}, version {version}", at)
     return report
 

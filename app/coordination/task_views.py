@@ -215,9 +215,9 @@ def incident_tasks(incident_id):
                 abort(403, str(error))
             except DomainError as error:
                 db.session.rollback()
-                errors = getattr(error, "errors", None) or {"": [str(error)]}
+                errors = _by_label(getattr(error, "errors", None) or {"": [str(error)]}, form)
         else:
-            errors = form.errors
+            errors = _by_label(form.errors, form)
 
     at = now(found)
     rows = tasks.tasks_of(found)
@@ -353,6 +353,20 @@ def _change(task_id, form, change):
         errors = getattr(error, "errors", None) or {"": [str(error)]}
         return _detail(db.get_or_404(CoordinationTask, task_id), errors, error.status)
     return redirect(url_for("tasks.task_page", task_id=task_id, **_keep_lang()))
+
+
+# The service names a field as the API does; the form may call it otherwise.
+FORM_FIELDS = {"due_at": "due"}
+
+
+def _by_label(errors, form):
+    """Refusals keyed by the label the reader sees on the form, where the form has it."""
+    named = {}
+    for key, messages in errors.items():
+        field = getattr(form, FORM_FIELDS.get(key, key), None) if key else None
+        label = str(field.label.text) if field is not None and hasattr(field, "label") else key
+        named.setdefault(label, []).extend(messages)
+    return named
 
 
 def _share(task, form, user):

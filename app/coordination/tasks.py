@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 TASK_ACTIONS = ("task_remind", "task_escalate")
 # A share that still counts toward the task being done: not declined, not moved away.
 COUNTING_STATES = ("assigned", "accepted", "done")
+# A task of an emergency falls due within it; a date years ahead is a typing error.
+FURTHEST_DUE = timedelta(days=366)
 FINISHED_TASK = ("done", "cancelled")
 PRIORITY_RANK = {priority: rank for rank, priority in enumerate(TASK_PRIORITIES)}
 
@@ -178,6 +180,8 @@ def _check_new_task(incident, fields, departments, acting_department, at):
         errors["kind"] = [f"must be one of {', '.join(TASK_KINDS)}"]
     if fields["due_at"] <= at:
         errors["due_at"] = [f"must be after now ({local_iso(at)})"]
+    elif fields["due_at"] > at + FURTHEST_DUE:
+        errors["due_at"] = ["at most a year from now"]
     ids = [d.id for d in departments]
     if not departments:
         errors["departments"] = ["name at least one department"]
@@ -458,6 +462,13 @@ def reassign(task, from_department, to_department, reason, at, user=None, due_at
         errors["to_department"] = [f"{to_department.code} already holds a share"]
     if due_at is not None and due_at <= at:
         errors["due_at"] = [f"must be after now ({local_iso(at)})"]
+    elif due_at is not None and due_at > at + FURTHEST_DUE:
+        errors["due_at"] = ["at most a year from now"]
+    elif due_at is None and moving is not None and moving.due_at <= at:
+        errors["due_at"] = [
+            f"the share was due {local_iso(moving.due_at)}, already past: give the new "
+            "department a due time of its own"
+        ]
     if errors:
         raise InvalidInput("reassignment refused", errors)
     _open_task(task)
@@ -510,6 +521,20 @@ def cancel(task, reason, at, user=None):
     record(incident, "task_cancelled", f"{_label(task)}: {reason}", at)
     log.info("task %s: cancelled", task.id)
     return task
+
+
+def cancel_open_tasks(incident, reason, at):
+    """The response ended: every task still open is called off, so no clock chases it;
+    returns how many."""
+    open_tasks = db.session.scalars(
+        select(CoordinationTask).where(
+            CoordinationTask.incident_id == incident.id,
+            CoordinationTask.status.not_in(FINISHED_TASK),
+        )
+    ).all()
+    for task in open_tasks:
+        cancel(task, reason, at)
+    return len(open_tasks)
 
 
 # The clock ------------------------------------------------------------------------------

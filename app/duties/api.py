@@ -138,6 +138,8 @@ class LevelOutcomeSchema(StrictSchema):
     phase = fields.String(allow_none=True)
     status = fields.String()
     duties = fields.Dict()
+    # Coordination tasks called off when the response ends.
+    tasks = fields.Dict()
     checklist = fields.Dict()
 
 
@@ -310,6 +312,7 @@ def _level_outcome(found, outcome):
         "phase": found.phase,
         "status": found.status,
         "duties": outcome.get("duties", {}),
+        "tasks": outcome.get("tasks", {}),
         "checklist": outcome.get("checklist", {}),
     }
 

@@ -127,7 +127,9 @@ def enter_phase(incident, phase, *, at, reason=None):
 
 
 def end_response(incident, *, at, reason, by=None):
-    """End the response: every assignment is closed and the closure checklist opens."""
+    """End the response: every assignment is closed, every coordination task still open
+    is called off, and the closure checklist opens."""
+    from app.coordination.tasks import cancel_open_tasks
     from app.duties.services import close_all, reconcile_checklist
 
     if incident.status == "closed":
@@ -135,13 +137,14 @@ def end_response(incident, *, at, reason, by=None):
     last = incident.level
     change_level(incident, None, reason=reason, at=at, by=by)
     closed = close_all(incident, f"response ended: {reason}", at)
+    cancelled = cancel_open_tasks(incident, f"response ended: {reason}", at)
     checklist = {"added": 0, "kept": 0, "retired": 0}
     if last is not None:
         # The closure lines are those of the level the response ended at.
         incident.level, incident.phase = last, "closure"
         checklist = reconcile_checklist(incident, at)
         incident.level = None
-    return {"duties": {"closed": closed}, "checklist": checklist}
+    return {"duties": {"closed": closed}, "tasks": {"cancelled": cancelled}, "checklist": checklist}
 
 
 FOOD_SAFETY_FIGURES = ("harmed", "deaths", "counties", "townships")
