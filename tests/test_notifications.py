@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from app.coordination import delivery
 from app.coordination.channels import dingtalk_sign
-from app.coordination.models import ChannelPreference, Delivery, Notification
+from app.coordination.models import ChannelPreference, Delivery, GroupRobot, Notification
 from app.coordination.receivers import (
     DingTalkReceiver,
     LocalReceivers,
@@ -275,6 +275,52 @@ def test_a_job_lost_with_redis_is_put_back_and_sent(region, quick, run_worker):
     assert gateway.count("sms-redis") == 1
 
 
+def test_a_silent_receiver_holds_up_only_its_own_message(region, quick):
+    """While a worker waits on a gateway that does not answer, the database stays free for
+    everyone else (SQLite lets one writer in at a time)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    arrived, answer = threading.Event(), threading.Event()
+
+    class Silent(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            answer.wait(timeout=60)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    quick.config["BAOGONG_SMS_URL"] = f"http://127.0.0.1:{server.server_port}/sms"
+    found = incident(drill=False)
+    message = _message(found, _person("ms-liaison-1"), key="sms-silent")
+    row_id = _deliveries(message, "sms").id
+    db.session.commit()
+    outcome = {}
+
+    def work():
+        with quick.app_context():
+            outcome.update(delivery.deliver([row_id]))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert arrived.wait(timeout=30)
+        _person("ms-liaison-2", email="meanwhile@example.org")  # a write, while it waits
+    finally:
+        answer.set()
+        worker.join(timeout=60)
+        server.shutdown()
+
+    assert outcome == {row_id: "sent"}
+    assert _person("ms-liaison-2").email == "meanwhile@example.org"
+
+
 def test_a_worker_lost_after_sending_sends_again_under_the_same_key(region, quick, run_worker):
     """At least once: the send happened, its record did not; the repeat carries the key."""
     found = incident(drill=False)
@@ -284,7 +330,9 @@ def test_a_worker_lost_after_sending_sends_again_under_the_same_key(region, quic
         row = _deliveries(message, "sms")
         assert delivery.claim(row.id, utcnow(), job_id="delivery-of-a-dead-worker")
         db.session.commit()
-        delivery._send(db.session.get(Delivery, row.id), None)  # then the worker died
+        send = delivery._outgoing(db.session.get(Delivery, row.id), None)
+        db.session.commit()
+        send()  # then the worker died
 
         assert delivery.reconcile(60, min_age_seconds=0) == 1
         _drain(run_worker)
@@ -424,6 +472,34 @@ def test_a_drill_sends_only_to_its_own_endpoints(region, quick, run_worker):
         "skipped": people + with_email,  # DingTalk for each; email for those with an address
         "duplicates": 1,
     }
+
+
+def test_a_drill_reaches_people_on_its_channels_whatever_they_chose(region, quick):
+    """Real channel choices would make a drill's figures differ from run to run."""
+    person = _person("ms-liaison-1")
+    delivery.set_channels(person, ["sms"], T0)
+    db.session.commit()
+    with LocalReceivers() as local:
+        found = _drill_incident({"dingtalk": local.dingtalk.endpoint()})
+        message = _message(found, person, key="drill-choice")
+
+    assert {row.channel: row.status for row in _deliveries(message).values()} == {
+        "inapp": "sent",
+        "dingtalk": "pending",
+        "sms": "skipped",
+    }
+
+
+def test_a_stopped_drill_gives_up_its_messages(region, quick):
+    with LocalReceivers() as local:
+        found = _drill_incident({"sms": local.sms.endpoint()})
+        message = _message(found, _person("ms-liaison-1"), key="drill-stopped")
+
+    assert delivery.give_up(found, "the drill stopped before it was sent") >= 1
+    db.session.commit()
+    row = _deliveries(message, "sms")
+    assert (row.status, row.last_error) == ("failed", "the drill stopped before it was sent")
+    assert delivery.relay() == 0
 
 
 def test_a_drill_sends_signed_robot_messages_and_mail_to_its_receivers(region, quick, run_worker):
@@ -601,6 +677,44 @@ def test_the_robot_cli_keeps_the_secret_off_the_screen(region, app):
     bad_url = runner.invoke(args=["notify", "set-robot", "--command-post", "--name", "x",
                                   "--url", "not a url"])  # fmt: skip
     assert bad_url.exit_code == 2 and "url" in bad_url.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "field"),
+    [
+        (["--name", "x" * 201], None, "name"),
+        (["--name", "群\n二"], None, "name"),
+        (["--url", "http://[::1/x"], None, "url"),
+        (["--url", "http://127.0.0.1:99999/r"], None, "url"),
+        (["--url", "http://exa mple.com/r"], None, "url"),
+        (["--secret-stdin"], "\n", "secret"),
+        (["--secret-stdin"], "SEC\x00x\n", "secret"),
+    ],
+)
+def test_robot_settings_that_cannot_work_are_refused_by_field(region, app, args, stdin, field):
+    runner = app.test_cli_runner()
+    base = {"--name": "市监局群", "--url": "https://oapi.dingtalk.com/robot/send?access_token=t"}
+    given = dict(zip(args[::2], args[1::2], strict=False)) if "--secret-stdin" not in args else {}
+    options = [part for key, value in {**base, **given}.items() for part in (key, value)]
+    extra = ["--secret-stdin"] if "--secret-stdin" in args else []
+
+    result = runner.invoke(
+        args=["notify", "set-robot", "--command-post", *options, *extra], input=stdin
+    )
+
+    assert result.exit_code == 2, result.output
+    assert field in result.stderr and "Traceback" not in result.output
+    assert db.session.scalar(select(func.count(GroupRobot.id))) == 0
+
+
+def test_a_robot_url_is_shown_without_its_secrets():
+    url = "https://user:P4ss@oapi.example.org/robot/0123456789abcdef0123/send?Access_Token=abcdefgh1234&secret=SECzzzz9999#access_token=frag5678"
+
+    shown = delivery.shown_url(url)
+
+    for secret in ("P4ss", "user", "abcdefgh", "SECzzzz", "0123456789abcdef", "frag"):
+        assert secret not in shown, (secret, shown)
+    assert shown.startswith("https://****@oapi.example.org/robot/") and "1234" in shown
 
 
 def test_a_drill_sets_its_own_retries_and_the_clock_need_not_wait_them_out(region, app, run_worker):

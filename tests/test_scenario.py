@@ -318,6 +318,12 @@ def test_an_inject_is_named_by_its_place_in_the_file(app, scenario_copy, tmp_pat
         ({"sms": {"host": "127.0.0.1", "port": 25}}, "sms"),
         ({"email": {"receiver": "local", "fail_first": 11}}, "email"),
         ({"pager": {"receiver": "local"}}, "pager"),
+        ({"email": {"host": "127.0.0.1", "port": 2525}}, "email"),  # no drill mailbox
+        ({"email": {"host": "bad host", "port": 25, "to": "d@example.org"}}, "email"),
+        ({"sms": {"url": "http://127.0.0.1:99999/sms"}}, "sms"),
+        ({"dingtalk": {"receiver": "local", "secret_env": "HOME"}}, "dingtalk"),
+        ({"dingtalk": {"url": "https://example.org/r", "token_env": "HOME"}}, "dingtalk"),
+        ({"email": {"host": "h", "port": 25, "to": "d@example.org", "secret_env": "H"}}, "email"),
     ],
 )
 def test_drill_endpoints_are_checked(scenario_copy, endpoints, field):
@@ -329,7 +335,7 @@ def test_drill_endpoints_are_checked(scenario_copy, endpoints, field):
 def test_a_drill_names_where_each_channel_goes(scenario_copy):
     endpoints = {
         "dingtalk": {"receiver": "local", "lose_reply_first": 1},
-        "email": {"host": "127.0.0.1", "port": 2525},
+        "email": {"host": "127.0.0.1", "port": 2525, "to": "drill@example.org"},
     }
     scenario = load_scenario(scenario_copy(lambda d: d.update(notifications=endpoints)))
 

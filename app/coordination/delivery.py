@@ -15,7 +15,9 @@ to compute is one doubling per attempt, `backoff_seconds`, so no library is take
 """
 
 import logging
+import re
 from datetime import timedelta
+from functools import partial
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
@@ -150,7 +152,9 @@ def plan_deliveries(message, incident, person):
     rows = [Delivery(channel="inapp", status="sent", attempts=1, created_at=now, sent_at=now)]
     if person is not None:
         endpoints = drill_endpoints(incident)
-        chosen = preferred_channels(person)
+        # A drill reaches everyone on every channel it configures, whatever they chose for
+        # real messages, so that its figures are the same on every run.
+        chosen = preferred_channels(person) if endpoints is None else None
         for channel in OUTSIDE:
             if chosen is not None and channel not in chosen:
                 continue
@@ -333,6 +337,18 @@ def unfinished(incident_ids=None, due_by=None):
     return db.session.scalar(_in_incidents(query, incident_ids))
 
 
+def give_up(incident, reason):
+    """Mark every unfinished delivery of the incident failed, with the reason; how many."""
+    ids = select(Notification.id).where(Notification.incident_id == incident.id)
+    result = db.session.execute(
+        update(Delivery)
+        .where(Delivery.notification_id.in_(ids), Delivery.status.in_(UNFINISHED_DELIVERY))
+        .values(status="failed", last_error=reason),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount
+
+
 def claim(delivery_id, at, job_id=None):
     """Take a due delivery for sending, counting the attempt; True when this caller has it."""
     values = {"status": "sending", "attempts": Delivery.attempts + 1, "enqueued_at": utcnow()}
@@ -358,8 +374,8 @@ def deliver(delivery_ids, at=None, job_id=None):
     """Send each delivery this run can claim and record how it went; returns the outcomes
     by id ("sent", "retry", "failed", or "not due" for one another run has or will take).
 
-    Each row commits on its own, before and after its send, so no lock is held while a
-    receiver answers and a crash loses at most the record of one send.
+    Each row commits on its own, before and after its send, so no transaction is open while
+    a receiver answers and a crash loses at most the record of one send.
     """
     import requests
 
@@ -375,7 +391,11 @@ def deliver(delivery_ids, at=None, job_id=None):
 
             row = db.session.get(Delivery, delivery_id)
             try:
-                _send(row, session)
+                send = _outgoing(row, session)
+                # End the read before waiting on a receiver: on SQLite every transaction
+                # holds the write lock, and a silent server would stall every writer.
+                db.session.commit()
+                send()
             except DeliveryError as error:
                 outcomes[delivery_id] = _record_failure(row, error, when)
             except Exception as error:
@@ -396,7 +416,8 @@ def deliver(delivery_ids, at=None, job_id=None):
 
 
 def _record_failure(row, error, at):
-    row.last_error = str(error)[:2000]
+    # The commander reads errors on the API: a URL in one is shown without its secrets.
+    row.last_error = _URL.sub(lambda m: shown_url(m.group(0)), str(error))[:2000]
     max_attempts, base = retry_settings(row.notification.incident_id)
     if error.permanent or row.attempts >= max_attempts:
         row.status = "failed"
@@ -417,7 +438,9 @@ def _texts(message, incident):
     return subject, body
 
 
-def _send(row, session):
+def _outgoing(row, session):
+    """What sending the row takes, as one call that needs no database: everything is read
+    first, so the transaction can end before a receiver is waited for."""
     from app.incidents.models import Incident
     from app.organisation.models import Person
 
@@ -438,7 +461,8 @@ def _send(row, session):
         }
         if not server.get("host"):
             raise DeliveryError("email is not configured", permanent=True)
-        send_email(
+        return partial(
+            send_email,
             server=server,
             sender=server.get("from") or config["BAOGONG_MAIL_FROM"],
             to=row.address,
@@ -456,7 +480,8 @@ def _send(row, session):
                 raise DeliveryError("the group robot was removed", permanent=True)
             robot = {"url": found.webhook_url, "secret": found.secret}
         person = db.session.get(Person, message.person_id) if message.person_id else None
-        send_dingtalk(
+        return partial(
+            send_dingtalk,
             url=robot["url"],
             secret=robot.get("secret"),
             key=message.key,
@@ -473,7 +498,8 @@ def _send(row, session):
         }
         if not gateway.get("url"):
             raise DeliveryError("sms is not configured", permanent=True)
-        send_sms(
+        return partial(
+            send_sms,
             url=gateway["url"],
             token=gateway.get("token"),
             to=row.address,
@@ -482,8 +508,7 @@ def _send(row, session):
             timeout=timeout,
             session=session,
         )
-    else:
-        raise DeliveryError(f"no sender for channel {row.channel}", permanent=True)
+    raise DeliveryError(f"no sender for channel {row.channel}", permanent=True)
 
 
 def _endpoint(endpoints, channel):
@@ -616,15 +641,49 @@ def set_channels(person, channels, at):
     return chosen
 
 
-def set_robot(department, *, name, url, secret, at):
-    """Add or replace the group robot of a department (None: of the command post)."""
+ROBOT_NAME_CHARS = 100
+ROBOT_URL_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_URL = re.compile(r"https?://[^\s'\"<>]+")
+
+
+def check_robot(name, url, secret):
+    """Every refusal of a robot's settings, by field, before anything is written."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise InvalidInput("robot refused", {"url": ["an http:// or https:// webhook URL"]})
-    if not name or not name.strip():
-        raise InvalidInput("robot refused", {"name": ["required"]})
+    errors = {}
+    name = (name or "").strip()
+    if not name or len(name) > ROBOT_NAME_CHARS or _CONTROL.search(name):
+        errors["name"] = [f"1 to {ROBOT_NAME_CHARS} characters on one line"]
+    url = url or ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port out of range raises here
+    except ValueError:
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == 0
+        or len(url) > ROBOT_URL_CHARS
+        or _CONTROL.search(url)
+        or " " in url
+    ):
+        errors["url"] = [f"an http:// or https:// webhook URL, at most {ROBOT_URL_CHARS} chars"]
+    if secret is not None and (not secret or len(secret) > 200 or _CONTROL.search(secret)):
+        errors["secret"] = ["the robot's signing secret on one line, at most 200 characters"]
+    if errors:
+        raise InvalidInput("robot refused", errors)
+    return name
+
+
+def set_robot(department, *, name, url, secret, at):
+    """Add or replace the group robot of a department (None: of the command post).
+
+    `secret` None keeps no secret; an empty one is refused, so a blank line read by mistake
+    does not wipe a robot's signing secret."""
+    name = check_robot(name, url, secret)
     department_id = department.id if department is not None else None
     robot = db.session.scalar(
         select(GroupRobot).where(
@@ -636,9 +695,9 @@ def set_robot(department, *, name, url, secret, at):
     if robot is None:
         robot = GroupRobot(department_id=department_id)
         db.session.add(robot)
-    robot.name = name.strip()
+    robot.name = name
     robot.webhook_url = url
-    robot.secret = secret or None
+    robot.secret = secret
     robot.updated_at = at
     db.session.flush()
     return robot
@@ -650,21 +709,32 @@ def _tail(text, keep=4):
     return "****" + text[-keep:] if len(text) > keep * 2 else "****"
 
 
-def describe_robot(robot):
-    """A robot as pages, the API and the CLI show it: the access token and the secret
-    shortened to their last characters."""
+def shown_url(url):
+    """A URL as it may be shown or logged: no password, every query value and the
+    fragment shortened, and a path segment that looks like a token shortened too."""
     from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-    parts = urlsplit(robot.webhook_url)
-    query = "&".join(
-        f"{k}={_tail(v) if k in ('access_token', 'token', 'key') else v}"
-        for k, v in parse_qsl(parts.query)
-    )
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "****"
+    user = "****@" if parts.username or parts.password else ""
+    path = "/".join(_tail(p) if len(p) >= 16 else p for p in parts.path.split("/"))
+    query = "&".join(f"{k}={_tail(v)}" for k, v in parse_qsl(parts.query))
+    fragment = _tail(parts.fragment) if parts.fragment else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", path, query, fragment))
+
+
+def describe_robot(robot):
+    """A robot as pages, the API and the CLI show it: the URL with its token shortened
+    (see `shown_url`) and the secret shortened to its last characters."""
     return {
         "id": robot.id,
         "department": robot.department_id and _department_code(robot.department_id),
         "name": robot.name,
-        "url": urlunsplit(parts._replace(query=query)),
+        "url": shown_url(robot.webhook_url),
         "secret": _tail(robot.secret),
     }
 

@@ -25,7 +25,9 @@ def resolve(scenario):
             endpoints[channel] = {"local": True}
             continue
         endpoint = {k: given[k] for k in ("url", "host", "port", "to") if k in given}
-        for env_key, name in (("secret_env", "secret"), ("token_env", "token")):
+        # An SMTP server's password, a robot's signing secret, a gateway's token.
+        names = {"secret_env": "secret", "token_env": "password" if channel == "email" else "token"}
+        for env_key, name in names.items():
             if env_key in given:
                 value = os.environ.get(given[env_key])
                 if not value:
@@ -36,6 +38,7 @@ def resolve(scenario):
         endpoints[channel] = endpoint
     if errors:
         raise InvalidInput("scenario refused", errors)
+    check_endpoints({k: v for k, v in endpoints.items() if not v.get("local")})
     return endpoints
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import yaml
 from marshmallow import (
@@ -23,6 +24,9 @@ from app.supply.models import MEALS
 from app.yamlfiles import UniqueKeyLoader
 
 OFFSET = re.compile(r"^\+(\d+):([0-5]\d)$")
+# A host name of dot-separated labels, or an IPv4 address (IPv6 in brackets is not taken).
+LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST = re.compile(rf"^(?=.{{1,253}}$){LABEL}(?:\.{LABEL})*$")
 INJECT_KINDS = (
     "receive_alert",
     "confirm_level",
@@ -201,6 +205,17 @@ class EndpointSchema(Schema):
             raise ValidationError("give either receiver: local, or the url (host for email)")
         if not local and (data.get("fail_first") or data.get("lose_reply_first")):
             raise ValidationError("only a local receiver can be told to fail", "fail_first")
+        if local and ("secret_env" in data or "token_env" in data):
+            raise ValidationError("a local receiver makes its own secret", "secret_env")
+        if "url" in data:
+            try:
+                port = urlsplit(data["url"]).port
+            except ValueError:
+                raise ValidationError("the url's port is not a port", "url") from None
+            if port == 0:
+                raise ValidationError("the url's port is not a port", "url")
+        if "host" in data and not HOST.match(data["host"]):
+            raise ValidationError("a host name or an IP address", "host")
 
 
 DRILL_RETRY = {"max_attempts": 4, "backoff_seconds": 0.2}
@@ -241,10 +256,21 @@ class NotificationEndpointsSchema(Schema):
             for channel in ("dingtalk", "sms"):
                 if "host" in data.get(channel, {}):
                     errors[channel] = ["a webhook or gateway takes a url, not a host"]
-        if "url" in data.get("email", {}):
+        email = data.get("email", {})
+        if "url" in email:
             errors["email"] = ["email takes host and port, not a url"]
-        elif "host" in data.get("email", {}) and "port" not in data["email"]:
+        elif "host" in email and "port" not in email:
             errors["email"] = ["give the port of the mail server"]
+        elif "host" in email and "to" not in email:
+            # A drill's own mail server still delivers onward: without one mailbox named,
+            # drill mail would reach people's real addresses.
+            errors["email"] = ["give the one mailbox (to) every drill email goes to"]
+        elif "secret_env" in email:
+            errors["email"] = ["email takes token_env for the server's password"]
+        if "token_env" in data.get("dingtalk", {}):
+            errors["dingtalk"] = ["a robot takes secret_env, not token_env"]
+        if "secret_env" in data.get("sms", {}):
+            errors["sms"] = ["a gateway takes token_env, not secret_env"]
         for channel in ("dingtalk", "sms"):
             if "to" in data.get(channel, {}):
                 errors[channel] = ["only email takes a to address"]

@@ -87,6 +87,11 @@ def _mark_failed(run, error):
         if incident is not None and incident.status != "closed":
             incident.status = "closed"
             incident.closed_at = run.sim_now
+        if incident is not None:
+            # Its receivers are gone with the run: a later relay must not keep trying them.
+            from app.coordination.delivery import give_up
+
+            give_up(incident, "the drill stopped before it was sent")
         db.session.commit()
     except Exception:  # the database may be what failed; the original error matters more
         db.session.rollback()
