@@ -31,6 +31,8 @@ DELIVERY_STATUS_NAMES = {
     "failed": lazy_gettext("failed"),
     "skipped": lazy_gettext("skipped"),
 }
+# TODO: no paging: a person with more than PAGE_SIZE messages cannot reach the oldest
+# on the page (the API pages with limit and offset).
 PAGE_SIZE = 200
 
 

@@ -404,6 +404,8 @@ def _changes_text(f, lang):
         )
     for entry in timeline["entries"]:
         event = word(EVENT_NAMES, entry["event"], lang)
+        # TODO: a timeline line's detail is the modules' own English shorthand (codes and
+        # "a -> b"), so a Chinese report quotes it as written; readers see mixed languages.
         detail = f"{'：' if not en else ': '}{entry['detail']}" if entry["detail"] else ""
         lines.append(f"{'- ' if en else '· '}{local_minute(entry['at'])} {event}{detail}")
     left = timeline.get("notable", 0) - len(timeline["entries"])

@@ -318,6 +318,8 @@ class IncidentTasks(MethodView):
         due time (ISO-8601 with offset, after now) and a priority. A liaison sets it from
         their own department for others; the commander from the command centre, or from
         `acting_department`."""
+        # TODO: no Idempotency-Key: a request sent twice (a retry, a double click on the
+        # page) sets two tasks, which the departments then see twice.
         found = _live(_incident(incident_id))
         task = new_task(found, body, acting_user())
         db.session.commit()
