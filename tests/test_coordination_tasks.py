@@ -461,6 +461,17 @@ def test_reassignment_keeps_the_history_and_moves_the_clock(client, found, run_w
     assert same.status_code == 422 and "to_department" in same.json["errors"]
 
 
+def test_progress_on_a_share_not_yet_accepted_records_the_acceptance(client, found):
+    _, commander = _commander()
+    task = _create(client, found, commander)
+
+    answer = _post(client, task["id"], "progress", commander, note="车辆已出发", percent=30)
+
+    assert answer.status_code == 200, answer.json
+    assert [u["event"] for u in answer.json["updates"]] == ["created", "accepted", "progress"]
+    assert _share(task["id"], "transport").state == "accepted"
+
+
 def test_a_late_share_is_moved_only_with_a_new_due_time(client, found, run_worker):
     _, commander = _commander()
     task = _create(client, found, commander)

@@ -360,3 +360,70 @@ def test_a_drill_retries_quickly_unless_the_scenario_says_otherwise(scenario_cop
     assert shipped.notifications["retry"] == {"max_attempts": 4, "backoff_seconds": 0.2}
     assert without.notifications == {"retry": {"max_attempts": 4, "backoff_seconds": 0.2}}
     assert slower.notifications["retry"] == {"max_attempts": 4, "backoff_seconds": 2.0}
+
+
+ROAD = "为送餐车辆办理台风期间道路通行保障"
+
+
+def _task_injects(document, do=None):
+    return [
+        i for i in document["injects"] if i.get("task") == ROAD and (do is None or i["do"] == do)
+    ]
+
+
+def _add(document, **inject):
+    document["injects"].append({"task": ROAD, **inject})
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (
+            lambda d: _add(
+                d,
+                at="+05:00",
+                do="assign_task",
+                priority="low",
+                departments=["commerce"],
+                due="+06:00",
+            ),
+            "set twice",
+        ),  # fmt: skip
+        (lambda d: _task_injects(d, "assign_task")[0].update(at="+01:50"), "no earlier"),
+        (
+            lambda d: _task_injects(d, "assign_task")[0].update(departments=["transport", "cdc"]),
+            "one department",
+        ),  # fmt: skip
+        (
+            lambda d: _task_injects(d, "assign_task")[0].update(kind="joint_inspection"),
+            "two or more",
+        ),  # fmt: skip
+        (lambda d: _task_injects(d, "assign_task")[0].update(due="+01:00"), "due after"),
+        (lambda d: _task_injects(d, "assign_task")[0].update(due="+999:00"), "drill window"),
+        (
+            lambda d: _add(d, at="+02:00", do="accept_task", departments=["transport"]),
+            "already accepted",
+        ),  # fmt: skip
+        (
+            lambda d: _add(d, at="+03:40", do="finish_task", departments=["transport"]),
+            "already finished",
+        ),  # fmt: skip
+        (
+            lambda d: _add(d, at="+03:40", do="accept_task", departments=["transport"]),
+            "already finished",
+        ),  # fmt: skip
+        (lambda d: _task_injects(d, "accept_task")[0].update(departments=[]), "one or more"),
+        (
+            lambda d: _task_injects(d, "accept_task")[0].update(priority="urgent"),
+            "only for assign_task",
+        ),  # fmt: skip
+        (
+            lambda d: _task_injects(d, "accept_task")[0].update(departments=["cdc"]),
+            "not set for cdc",
+        ),  # fmt: skip
+    ],
+)
+def test_task_injects_that_cannot_be_played_are_refused(scenario_copy, change, says):
+    errors = _errors(scenario_copy(change))
+
+    assert says in str(errors), errors

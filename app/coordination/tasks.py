@@ -417,7 +417,7 @@ def progress(share, note, at, percent=None, user=None):
         raise InvalidInput("percent refused", {"percent": ["from 0 to 100"]})
     _open_share(share, "updated")
     if share.state == "assigned":
-        share.state, share.accepted_at = "accepted", at
+        accept(share, at, user)
     _history(share.task, "progress", at, share=share, user=user, note=note.strip(), percent=percent)
     shown = f" ({percent}%)" if percent is not None else ""
     detail = f"{_label(share.task)}: {share.department.code}{shown}: {note.strip()}"
@@ -429,7 +429,8 @@ def progress(share, note, at, percent=None, user=None):
 def finish(share, at, note="", user=None):
     """The department has done its share; the task is done when every counting share is."""
     _open_share(share, "marked done")
-    share.accepted_at = share.accepted_at or at
+    if share.state == "assigned":
+        accept(share, at, user)
     share.state = "done"
     share.done_at = at
     share.done_note = (note or "").strip() or None

@@ -361,7 +361,8 @@ class ScenarioSchema(Schema):
             "end_response" in kinds and kinds[-1] != "end_response"
         ):
             errors["injects"] = ["end_response at most once, and last"]
-        errors.update(_check_tasks(ordered, {id(i): n for n, i in enumerate(injects)}))
+        numbers = {id(i): n for n, i in enumerate(injects)}
+        errors.update(_check_tasks(ordered, numbers, window))
         behaviour = data.get("suppliers") or {}
         ahead = data.get("plan_meals_ahead_minutes", 180)
         if ahead - behaviour.get("accept_after_minutes", 10) < behaviour.get(
@@ -374,20 +375,23 @@ class ScenarioSchema(Schema):
             raise ValidationError(errors)
 
 
-def _check_tasks(ordered, numbers):
-    """A task is set once, before anything is done to it, and due after it is set; its
-    departments are a list, and later injects name only departments it was set for."""
+def _check_tasks(ordered, numbers, window):
+    """A task is set once, before anything is done to it, and due after it is set and
+    inside the drill; its departments are a list, later injects name only departments it
+    was set for, and each department accepts once and finishes once, in that order."""
     errors = {}
-    set_for = {}
+    set_for, accepted, finished = {}, {}, {}
     for inject in ordered:
         n = numbers[id(inject)]
         if inject["do"] not in ("assign_task", "accept_task", "finish_task"):
             continue
         title, departments = inject["task"], inject["departments"]
-        if not isinstance(departments, list) or not all(
-            isinstance(code, str) for code in departments
+        if (
+            not isinstance(departments, list)
+            or not departments
+            or not all(isinstance(code, str) for code in departments)
         ):
-            errors[f"injects[{n}].departments"] = ["a list of department codes"]
+            errors[f"injects[{n}].departments"] = ["a list of one or more department codes"]
             continue
         if inject["do"] == "assign_task":
             if title in set_for:
@@ -400,12 +404,27 @@ def _check_tasks(ordered, numbers):
                 errors[f"injects[{n}].departments"] = ["a joint inspection takes two or more"]
             elif offset(inject["due"]) <= offset(inject["at"]):
                 errors[f"injects[{n}].due"] = ["a task is due after it is set"]
+            elif offset(inject["due"]) > window:
+                errors[f"injects[{n}].due"] = ["a task is due inside the drill window"]
             set_for[title] = set(departments)
+            accepted[title], finished[title] = set(), set()
+            continue
+        extra_fields = sorted(k for k in ("priority", "due", "details", "supplier") if k in inject)
+        if extra_fields:
+            errors[f"injects[{n}]"] = [f"{', '.join(extra_fields)}: only for assign_task"]
         elif title not in set_for:
             errors[f"injects[{n}].task"] = [f"no earlier assign_task sets {title!r}"]
         elif not set(departments) <= set_for[title]:
             extra = ", ".join(sorted(set(departments) - set_for[title]))
             errors[f"injects[{n}].departments"] = [f"task {title!r} was not set for {extra}"]
+        else:
+            done = sorted(set(departments) & finished[title])
+            again = sorted(set(departments) & accepted[title])
+            if done:
+                errors[f"injects[{n}].departments"] = [f"{', '.join(done)} already finished"]
+            elif inject["do"] == "accept_task" and again:
+                errors[f"injects[{n}].departments"] = [f"{', '.join(again)} already accepted"]
+            (accepted if inject["do"] == "accept_task" else finished)[title].update(departments)
     return errors
 
 
