@@ -26,12 +26,12 @@ from app.coordination.models import (
     TaskUpdate,
 )
 from app.coordination.services import notify
-from app.duties.services import escalation_of
+from app.duties.services import escalation_of, take_chain_step
 from app.errors import Conflict, Forbidden, InvalidInput
 from app.extensions import db
 from app.incidents.services import record
 from app.organisation.models import Department, Person
-from app.organisation.services import chain_person, commander_of, liaison_of
+from app.organisation.services import commander_of, liaison_of
 from app.types import local_iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -587,13 +587,10 @@ def escalate(share_id, at):
         return f"not escalated: {share.state}"
     incident = _incident(task)
     chain, _, _ = task_escalation_of(incident.plan, task.priority)
-    if share.escalation_step >= len(chain):
+    taken = take_chain_step(share, chain, incident, at)
+    if taken is None:
         return "chain exhausted"
-    step = chain[share.escalation_step]
-    share.escalation_step += 1
-    if share.escalated_at is None:
-        share.escalated_at = at
-    person = chain_person(incident, step, at)
+    step, person = taken
     if person is not None:
         notify(
             key=f"task-escalate-{share.id}-{share.due_at.timestamp():.0f}-{share.escalation_step}",

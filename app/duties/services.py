@@ -287,6 +287,19 @@ def remind(assignment, at):
     return "reminded"
 
 
+def take_chain_step(row, chain, incident, at):
+    """Move a late row (a duty assignment, a task's share) one step up the escalation
+    chain: returns (step, the person it reaches or None), or None when the chain is used
+    up. `escalated_at` keeps the first step's instant."""
+    if row.escalation_step >= len(chain):
+        return None
+    step = chain[row.escalation_step]
+    row.escalation_step += 1
+    if row.escalated_at is None:
+        row.escalated_at = at
+    return step, chain_person(incident, step, at)
+
+
 def escalate(assignment, at):
     """After each grace period: tell the next step of the plan's chain, unless the
     department has answered."""
@@ -294,13 +307,10 @@ def escalate(assignment, at):
         return f"not escalated: {assignment.status}"
     incident = assignment_incident(assignment)
     chain, _ = escalation_of(incident.plan)
-    if assignment.escalation_step >= len(chain):
+    taken = take_chain_step(assignment, chain, incident, at)
+    if taken is None:
         return "chain exhausted"
-    step = chain[assignment.escalation_step]
-    assignment.escalation_step += 1
-    if assignment.escalated_at is None:
-        assignment.escalated_at = at
-    person = chain_person(incident, step, at)
+    step, person = taken
     if person is not None:
         notify(
             key=(
