@@ -36,6 +36,9 @@ class Incident(db.Model):
     # Where a food-safety incident was reported: a demand point, or a place in words.
     demand_point_id: Mapped[int | None] = mapped_column(ForeignKey("demand_point.id"))
     place: Mapped[str | None] = mapped_column(Text)
+    # A suspected poisoning at a demand point: the trace of what was delivered there
+    # (batches, suppliers, samples, tests) as it stood when the report came in.
+    trace: Mapped[dict | None] = mapped_column(JSON)
     # A reported incident's key (the reporter's Idempotency-Key, or one made from the
     # report): the same report sent twice opens one incident.
     report_key: Mapped[str | None] = mapped_column(String(100), unique=True)

@@ -84,6 +84,12 @@ class SupplierSuspension(db.Model):
     rapid_test_id: Mapped[int | None] = mapped_column(ForeignKey("rapid_test.id"))
     started_at = mapped_column(UTCDateTime, nullable=False)
     lifted_at = mapped_column(UTCDateTime)
+    # Reinstatement: who lifted it, why, and the passed re-inspection (and re-test, when a
+    # test caused the suspension) it rests on.
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+    reinspection_id: Mapped[int | None] = mapped_column(ForeignKey("inspection.id"))
+    retest_id: Mapped[int | None] = mapped_column(ForeignKey("rapid_test.id"))
 
     supplier: Mapped[Supplier] = relationship()
 
