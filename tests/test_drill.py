@@ -60,7 +60,8 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
         assert row["reminded_at"] is None and row["escalated_at"] is None, row
     assert first["suppliers_suspended"] == 1
     assert first["tasks_reallocated"] >= 1
-    assert first["rapid_tests"] == {"run": 2, "failed": 1}
+    assert first["tests"] == {"run": 2, "failed": 1}
+    assert first["samples"]["retained"] > 0 and first["samples"]["discarded_early"] == 0
     events = [entry["event"] for entry in first["timeline"]]
     for event in (
         "alert_received",

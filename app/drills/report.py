@@ -113,13 +113,6 @@ def build_report(run, incident, scenario, receivers=()):
             SupplyTask.status == "cancelled", SupplyTask.cancel_reason.like("supplier suspended%")
         )
     )
-    samples = (
-        select(func.count(RetainedSample.id))
-        .join(Batch, RetainedSample.batch_id == Batch.id)
-        .join(SupplyTask, Batch.supply_task_id == SupplyTask.id)
-        .where(SupplyTask.incident_id == incident.id)
-    )
-    tests = select(func.count(RapidTest.id)).filter_by(incident_id=incident.id)
     return {
         "drill": {
             "run_id": run.id,
@@ -159,8 +152,8 @@ def build_report(run, incident, scenario, receivers=()):
             "delivered": _count(tasks.where(SupplyTask.status.in_(DELIVERED_TASK_STATUSES))),
             "cancelled": _count(tasks.where(SupplyTask.status == "cancelled")),
         },
-        "samples_retained": _count(samples),
-        "rapid_tests": {"run": _count(tests), "failed": _count(tests.filter_by(passed=False))},
+        "samples": sample_figures(incident),
+        "tests": test_figures(incident),
         "notifications": notification_figures(incident, receivers),
         "sitreps": sitreps_issued(incident),
         "coordination_tasks": task_figures(incident),
@@ -173,6 +166,31 @@ def build_report(run, incident, scenario, receivers=()):
             )
         ],
     }
+
+
+def sample_figures(incident):
+    """Samples retained for the incident's batches, and those discarded; `discarded_early`
+    counts any discarded before its countdown ended, which the rules refuse."""
+    samples = (
+        select(func.count(RetainedSample.id))
+        .join(Batch, RetainedSample.batch_id == Batch.id)
+        .join(SupplyTask, Batch.supply_task_id == SupplyTask.id)
+        .where(SupplyTask.incident_id == incident.id)
+    )
+    discarded = samples.where(RetainedSample.discarded_at.is_not(None))
+    return {
+        "retained": _count(samples),
+        "discarded": _count(discarded),
+        "discarded_early": _count(
+            discarded.where(RetainedSample.discarded_at < RetainedSample.keep_until)
+        ),
+    }
+
+
+def test_figures(incident):
+    """Rapid tests and lab results recorded in the incident, and how many failed."""
+    tests = select(func.count(RapidTest.id)).filter_by(incident_id=incident.id)
+    return {"run": _count(tests), "failed": _count(tests.filter_by(passed=False))}
 
 
 def map_data(incident):
