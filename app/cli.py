@@ -588,3 +588,7 @@ def register(app):
     from app.coordination.cli import notify_cli
 
     app.cli.add_command(notify_cli)
+
+    from app.techsupport.cli import trace_command
+
+    app.cli.add_command(trace_command)

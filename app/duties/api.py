@@ -31,6 +31,7 @@ from app.process.models import LEVELS
 from app.process.schemas import Flag
 from app.process.services import PHASES, latest_plan
 from app.supply.schemas import Code, Instant, Text
+from app.techsupport.trace_schemas import TraceSchema
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ class ReportedIncidentSchema(StrictSchema):
     suggested_rule = fields.String(allow_none=True)
     figures = fields.Dict()
     opened_at = fields.AwareDateTime()
+    # The trace of the demand point named, with the samples it held (null without one).
+    trace = fields.Nested(TraceSchema, allow_none=True)
 
 
 def _assignment(assignment_id):

@@ -20,6 +20,7 @@ from app.extensions import db
 from app.incidents.models import Incident
 from app.organisation.models import Department, Person, RosterShift
 from app.process.pages import PHASE_NAMES
+from app.techsupport.trace_views import incident_trace_context
 
 bp = Blueprint("clock", __name__)
 
@@ -106,6 +107,7 @@ def incident_page(incident_id):
         checklist=checklist,
         groups=groups_of(found, now(found)),
         departments=matrix.department_summary(found),
+        **incident_trace_context(found),
         **_names(),
     )
 

@@ -201,7 +201,11 @@ def report_suspected_poisoning(
     """A suspected food poisoning is reported: open a food-safety incident, suggest its
     level from the plan's food-safety table and start at once the duties the plan sets
     for a report (the 2-hour initial report, medical rescue, sealing and testing the
-    suspect food, the CDC's epidemiological investigation), each with its deadline."""
+    suspect food, the CDC's epidemiological investigation), each with its deadline.
+
+    A report naming a demand point gets the trace of what was delivered there attached,
+    and the retained samples in it held for the new incident; the same report again
+    returns the incident it opened and attaches and holds nothing more."""
     from app.duties.services import assign_on_report, reconcile_checklist
 
     errors = {}
@@ -252,5 +256,9 @@ def report_suspected_poisoning(
     record(incident, "level_suggested", f"{level or '-'}: {rule or 'no rule fires'}", at)
     assignments = assign_on_report(incident, at)
     reconcile_checklist(incident, at)
+    if demand_point is not None:
+        from app.techsupport.trace import attach_trace
+
+        attach_trace(incident, demand_point, at)
     log.info("incident %s: suspected poisoning, %d duties started", incident.id, len(assignments))
     return incident

@@ -300,6 +300,8 @@ class SettingsSchema(Strict):
         keys=fields.String(validate=validate.OneOf(("green", "yellow", "orange", "red"))),
         values=Figure(validate=validate.Range(0.1, 100)),
     )
+    # Trace: hours of deliveries before a suspected poisoning that its trace covers.
+    poisoning_trace_hours = Whole(validate=validate.Range(1, 24 * 60))
 
     @validates_schema
     def check_band(self, data, **kwargs):
