@@ -320,6 +320,8 @@ def register(api):
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
+    from app.techsupport.experts_api import blp as experts
+    from app.techsupport.inspections_api import blp as inspections
 
     blueprints = (
         health,
@@ -333,6 +335,8 @@ def register(api):
         notifications,
         coordination_tasks,
         sitreps,
+        experts,
+        inspections,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
