@@ -291,6 +291,8 @@ class SupplierInspections(MethodView):
         """Record an inspection: `answers` maps every item code of the plan's checklist to
         `{result: pass|fail|na, note}`; `incident` (an id) when it is part of one. An
         inspector posted at the supplier has it linked to the posting."""
+        # TODO: no Idempotency-Key: a request sent twice (a retry on a weak mobile link at
+        # the kitchen) records two inspections, and a serious finding is counted twice.
         supplier = _supplier(supplier_id)
         inspection = new_inspection(supplier, body, acting_user())
         db.session.commit()
