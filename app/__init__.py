@@ -60,6 +60,8 @@ def create_app(test_config=None):
     from app.coordination.task_views import bp as tasks_bp
     from app.duties.views import bp as clock_bp
     from app.process.pages import bp as plans_bp
+    from app.techsupport.expert_pages import bp as experts_bp
+    from app.techsupport.inspection_pages import bp as inspections_bp
     from app.techsupport.trace_views import bp as trace_bp
     from app.web import bp as web_bp
 
@@ -72,6 +74,8 @@ def create_app(test_config=None):
     app.register_blueprint(inbox_bp)
     app.register_blueprint(sitreps_bp)
     app.register_blueprint(trace_bp)
+    app.register_blueprint(experts_bp)
+    app.register_blueprint(inspections_bp)
     register_error_handlers(app)
 
     from app import cli

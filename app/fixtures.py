@@ -1,4 +1,5 @@
-"""Loading the region pack: departments and people, suppliers, demand points, the plan.
+"""Loading the region pack: departments and people, suppliers, demand points, experts and
+labs, the plan.
 
 Loading is idempotent: rows are matched by code, and loading the same files again
 changes nothing. Every file is read and checked before anything is written, so a bad file
@@ -23,6 +24,7 @@ from app.supply import imports
 from app.supply.models import (
     Supplier,
 )
+from app.techsupport import registry
 from app.types import utcnow
 from app.yamlfiles import load_yaml
 
@@ -328,6 +330,7 @@ def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):
     suppliers = imports.read_rows(os.path.join(region_dir, "suppliers.csv"), "suppliers", context)
     points = imports.read_rows(os.path.join(region_dir, "demand_points.csv"), "demand", context)
     plan_document = read_yaml(plan_path)
+    experts, labs = registry.read_pack(region_dir)
     if plan_name is not None:
         _check_plan_name(plan_name, plan_document)
 
@@ -335,6 +338,7 @@ def load_all(region_dir=DEFAULT_REGION, plan_path=DEFAULT_PLAN, plan_name=None):
         summary = _store_departments(departments)
         summary["suppliers"] = imports.store("suppliers", suppliers)
         summary["demand_points"] = imports.store("demand", points)
+        summary.update(registry.store_pack(experts, labs))
         db.session.flush()
 
         plan, outcome = import_plan(plan_document, utcnow())

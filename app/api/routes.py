@@ -320,6 +320,8 @@ def register(api):
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
+    from app.techsupport.experts_api import blp as experts
+    from app.techsupport.inspections_api import blp as inspections
     from app.techsupport.trace_api import blp as trace
 
     blueprints = (
@@ -335,6 +337,8 @@ def register(api):
         coordination_tasks,
         sitreps,
         trace,
+        experts,
+        inspections,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

@@ -309,6 +309,35 @@ class SettingsSchema(Strict):
         if band and len(band) == 2 and band[0] >= band[1]:
             raise ValidationError("the low end comes first: [8, 60]", "holding_band_c")
 
+    # Technical support, experts and inspections: the checklist an inspection answers.
+    class InspectionItemSchema(Strict):
+        """One thing an inspector checks at a supplier; a failed `serious` item fails the
+        inspection. `basis` says where the item comes from (a law, a code, or ours)."""
+
+        code = fields.String(required=True, validate=CODE)
+        text = Text(1000, required=True)
+        text_en = Text(1000)
+        serious = Flag(required=True)
+        basis = Text(300)
+        # Asked only in incidents of these kinds (the menu of a major event); always when
+        # left out.
+        incident_kinds = fields.List(
+            fields.String(validate=validate.OneOf(INCIDENT_KINDS)), validate=validate.Length(1)
+        )
+
+    inspection_checklist = fields.List(
+        fields.Nested(InspectionItemSchema), validate=validate.Length(1, 100)
+    )
+
+    @validates_schema
+    def check_inspection_codes(self, data, **kwargs):
+        codes = [item.get("code") for item in data.get("inspection_checklist") or ()]
+        repeated = sorted({code for code in codes if codes.count(code) > 1})
+        if repeated:
+            raise ValidationError(
+                f"each item code once; repeated: {', '.join(repeated)}", "inspection_checklist"
+            )
+
 
 class PlanDocumentSchema(Strict):
     name = fields.String(
