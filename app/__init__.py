@@ -60,6 +60,7 @@ def create_app(test_config=None):
     from app.coordination.task_views import bp as tasks_bp
     from app.duties.views import bp as clock_bp
     from app.process.pages import bp as plans_bp
+    from app.techsupport.batch_views import bp as batch_pages_bp
     from app.web import bp as web_bp
 
     api_routes.register(extensions.api)
@@ -70,6 +71,7 @@ def create_app(test_config=None):
     app.register_blueprint(tasks_bp)
     app.register_blueprint(inbox_bp)
     app.register_blueprint(sitreps_bp)
+    app.register_blueprint(batch_pages_bp)
     register_error_handlers(app)
 
     from app import cli
