@@ -162,6 +162,8 @@ def start_batch(task, *, dishes, at, meals=None, clock=None):
         )
     meals = left if meals is None else meals
 
+    # TODO: a batch keeps no start time (the model has none), so the batch page's timeline
+    # begins when cooking ends and cannot show how long a batch was on the stove.
     batch = Batch(
         supply_task_id=task.id,
         supplier_id=task.supplier_id,
@@ -341,6 +343,8 @@ def follow_batches(task, at, batches=None):
     if not live:
         flagged = [b for b in batches if b.status == "flagged"]
         if flagged and task.status != "cancelled":
+            # TODO: the meals of a task cancelled this way are not allocated again by
+            # themselves; the point stays short until the commander solves the meal again.
             task.status = "cancelled"
             task.cancel_reason = flagged[-1].flag
             task.updated_at = at
