@@ -60,6 +60,7 @@ def create_app(test_config=None):
     from app.coordination.task_views import bp as tasks_bp
     from app.duties.views import bp as clock_bp
     from app.process.pages import bp as plans_bp
+    from app.techsupport.batch_views import bp as batch_pages_bp
     from app.techsupport.expert_pages import bp as experts_bp
     from app.techsupport.inspection_pages import bp as inspections_bp
     from app.techsupport.trace_views import bp as trace_bp
@@ -76,6 +77,7 @@ def create_app(test_config=None):
     app.register_blueprint(trace_bp)
     app.register_blueprint(experts_bp)
     app.register_blueprint(inspections_bp)
+    app.register_blueprint(batch_pages_bp)
     register_error_handlers(app)
 
     from app import cli

@@ -320,6 +320,7 @@ def register(api):
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
+    from app.techsupport.batches_api import blp as batches
     from app.techsupport.experts_api import blp as experts
     from app.techsupport.inspections_api import blp as inspections
     from app.techsupport.trace_api import blp as trace
@@ -339,6 +340,7 @@ def register(api):
         trace,
         experts,
         inspections,
+        batches,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

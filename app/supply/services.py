@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, exists, func, or_, select
 from sqlalchemy.orm.attributes import flag_modified
 
 from app.coordination.services import notify
@@ -28,9 +28,19 @@ from app.supply.models import (
     SupplierSuspension,
     SupplyTask,
 )
+
+# The batch life of a task lives with technical support; kept importable from here.
+from app.techsupport.batches import deliver_batch as deliver_batch
+from app.techsupport.batches import dispatch_batch as dispatch_batch
+from app.techsupport.batches import finish_cooking as finish_cooking
+from app.techsupport.batches import receive_batch as receive_batch
+from app.techsupport.batches import start_batch as start_batch
 from app.types import isoformat_utc, local_iso
 
 log = logging.getLogger(__name__)
+
+# Batches whose meals reached the point and were not flagged.
+DELIVERED_BATCH_STATUSES = ("delivered", "received")
 
 
 def open_point(incident, point, *, headcount, at, diets=None):
@@ -518,65 +528,6 @@ def accept_task(task, at):
     _task_for_update(task, ("created", "notified"), "accepted", at)
 
 
-def start_batch(task, *, dishes, at):
-    """The supplier starts cooking the task's batch."""
-    _task_for_update(task, ("accepted",), "cooking", at)
-    batch = Batch(
-        supply_task_id=task.id,
-        supplier_id=task.supplier_id,
-        demand_point_id=task.demand_point_id,
-        meal=task.meal,
-        meals=task.meals,
-        dishes=list(dishes),
-        status="cooking",
-    )
-    db.session.add(batch)
-    db.session.flush()
-    return batch
-
-
-def finish_cooking(batch, at):
-    batch.cooked_at = at
-    batch.status = "cooked"
-
-
-def dispatch_batch(batch, *, at, temp_c):
-    _task_for_update(batch.supply_task, ("sampled",), "in_transit", at)
-    batch.left_at = at
-    batch.dispatch_temp_c = temp_c
-    batch.status = "in_transit"
-
-
-def deliver_batch(batch, *, at, temp_c, rules):
-    """Record arrival; a batch that breaks the holding rule of the plan's `rules` (its
-    temperature band and windows) is flagged and not served."""
-    task = batch.supply_task
-    _task_for_update(task, ("in_transit",), "delivered", at)
-    batch.delivered_at = at
-    batch.arrival_temp_c = temp_c
-    low, high = rules.holding_band_c
-    if temp_c > high:
-        window = rules.hot_holding_window_minutes
-    elif temp_c < low:
-        window = rules.chilled_window_minutes
-    else:
-        window = rules.holding_window_minutes
-    held = (at - batch.cooked_at).total_seconds() / 60 + rules.serving_minutes
-    if held > window:
-        batch.status = "flagged"
-        batch.flag = f"holding rule broken: {held:.0f} min from cooking to serving at {temp_c} °C"
-        task.status = "cancelled"
-        task.cancel_reason = batch.flag
-    else:
-        batch.status = "delivered"
-
-
-def receive_batch(batch, at):
-    _task_for_update(batch.supply_task, ("delivered",), "received", at)
-    batch.received_at = at
-    batch.status = "received"
-
-
 def incident_figures(incident):
     """Meals demanded, allocated, delivered and unmet, and suppliers suspended, for one
     incident only."""
@@ -588,8 +539,18 @@ def incident_figures(incident):
             SupplyTask.incident_id == incident.id, SupplyTask.status != "cancelled"
         )
     )
+    # A delivered task counts the meals of its batches that arrived and were not flagged
+    # (all of its meals when it has no batch rows).
+    batch_meals = (
+        select(func.coalesce(func.sum(Batch.meals), 0))
+        .where(Batch.supply_task_id == SupplyTask.id, Batch.status.in_(DELIVERED_BATCH_STATUSES))
+        .scalar_subquery()
+    )
+    has_batches = exists().where(Batch.supply_task_id == SupplyTask.id)
     delivered = db.session.scalar(
-        select(func.coalesce(func.sum(SupplyTask.meals), 0)).where(
+        select(
+            func.coalesce(func.sum(case((has_batches, batch_meals), else_=SupplyTask.meals)), 0)
+        ).where(
             SupplyTask.incident_id == incident.id,
             SupplyTask.status.in_(DELIVERED_TASK_STATUSES),
         )

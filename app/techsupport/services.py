@@ -1,38 +1,17 @@
-"""Retained samples and rapid tests; a failed test stops the supplier at once."""
+"""Rapid tests; a failed test stops the supplier at once. Retained samples are in `samples`."""
 
 import logging
-from datetime import timedelta
 
 from app.coordination.services import notify
-from app.errors import InvalidInput
 from app.extensions import db
 from app.incidents.services import record
 from app.organisation.services import commander_of, department, liaison_of
-from app.techsupport.models import RapidTest, RetainedSample
+from app.techsupport.models import RapidTest
+
+# Kept importable from here; samples have a module of their own.
+from app.techsupport.samples import retain_samples as retain_samples
 
 log = logging.getLogger(__name__)
-
-
-def retain_samples(batch, *, at, kept_at, grams, min_grams=125, keep_hours=48):
-    """One sealed sample per dish of the batch, kept at least `keep_hours`."""
-    if grams < min_grams:
-        raise InvalidInput("sample too small", {"grams": [f"at least {min_grams} g per dish"]})
-    samples = [
-        RetainedSample(
-            batch_id=batch.id,
-            dish=dish,
-            grams=grams,
-            kept_at=kept_at,
-            retained_at=at,
-            keep_until=at + timedelta(hours=keep_hours),
-        )
-        for dish in batch.dishes
-    ]
-    db.session.add_all(samples)
-    batch.supply_task.status = "sampled"
-    batch.supply_task.updated_at = at
-    db.session.flush()
-    return samples
 
 
 def record_rapid_test(
