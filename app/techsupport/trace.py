@@ -17,6 +17,7 @@ from app.incidents.models import Incident
 from app.incidents.services import record
 from app.supply.models import Batch, Supplier, SupplyTask
 from app.techsupport.models import RapidTest, RetainedSample, SampleHold
+from app.techsupport.samples import hold_samples
 from app.types import isoformat_utc
 
 log = logging.getLogger(__name__)
@@ -181,30 +182,6 @@ def trace_samples(trace):
     return [sample for batch in trace["batches"] for sample in batch["samples"]]
 
 
-def _hold(sample_ids, incident, reason, at):
-    """Hold each sample for the incident, once: a sample already held (or held and
-    released) for it is left as it is. Returns the holds made."""
-    # TODO: nothing releases a hold yet: until the hold and release rules of technical
-    # support take over this helper, a sample held here stays held past its countdown.
-    if not sample_ids:
-        return []
-    taken = set(
-        db.session.scalars(
-            select(SampleHold.sample_id).where(
-                SampleHold.incident_id == incident.id, SampleHold.sample_id.in_(sample_ids)
-            )
-        )
-    )
-    holds = [
-        SampleHold(sample_id=sample_id, incident_id=incident.id, reason=reason, held_at=at)
-        for sample_id in sample_ids
-        if sample_id not in taken
-    ]
-    db.session.add_all(holds)
-    db.session.flush()
-    return holds
-
-
 def attach_trace(incident, point, at):
     """Attach to a suspected-poisoning incident the trace of what reached `point` in the
     plan's `poisoning_trace_hours` before `at`, and hold every sample in it not yet
@@ -221,7 +198,9 @@ def attach_trace(incident, point, at):
 
     keep = [s for s in trace_samples(trace) if s["discarded_at"] is None]
     reason = f"suspected poisoning at {point.name}: incident {incident.id}"
-    holds = _hold([s["id"] for s in keep], incident, reason, at)
+    ids = [s["id"] for s in keep]
+    samples = db.session.scalars(select(RetainedSample).where(RetainedSample.id.in_(ids))).all()
+    holds = hold_samples(incident, samples, reason, at) if samples else []
     for sample in keep:
         sample["held"] = True
     trace["hours"] = hours
