@@ -320,6 +320,7 @@ def register(api):
     from app.duties.api import blp as duties
     from app.process.api import blp as plans
     from app.supply.api import blp as supply
+    from app.techsupport.results_api import blp as results
 
     blueprints = (
         health,
@@ -333,6 +334,7 @@ def register(api):
         notifications,
         coordination_tasks,
         sitreps,
+        results,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
