@@ -78,6 +78,9 @@ def create_app(test_config=None):
     app.register_blueprint(experts_bp)
     app.register_blueprint(inspections_bp)
     app.register_blueprint(batch_pages_bp)
+    from app.techsupport.food_safety_views import bp as food_safety_bp
+
+    app.register_blueprint(food_safety_bp)
     register_error_handlers(app)
 
     from app import cli

@@ -147,14 +147,17 @@ def queue_relay(once, interval):
     """Put pending supply tasks, due notification deliveries and due actions of live
     incidents on the queue."""
     import time
+    from datetime import timedelta
 
     from app.clock.services import requeue_lost, tick
     from app.coordination import delivery
     from app.incidents.services import live_incident_ids
     from app.supply.dispatch import reconcile, relay
+    from app.techsupport.risk import refresh_live_colours
     from app.types import utcnow
 
     stale = current_app.config["BAOGONG_RECONCILE_AFTER_SECONDS"]
+    coloured = None
     while True:
         relay()
         reconcile(stale)
@@ -164,6 +167,10 @@ def queue_relay(once, interval):
         requeue_lost(live, stale)
         # A drill ticks its own simulated clock; only real incidents run on this one.
         tick(utcnow(), live)
+        if coloured is None or utcnow() - coloured >= timedelta(hours=1):
+            # Live risk colours age as their 30- and 90-day windows pass.
+            coloured = utcnow()
+            refresh_live_colours(at=coloured)
         # End the transaction: on SQLite even a read holds the write lock until then.
         db.session.commit()
         if once:

@@ -111,12 +111,14 @@ def test_a_cancelled_task_is_not_sent(region, run_worker):
     open_shelters(found, {"ZH-SH-01": 500})
     _, tasks = allocate_meal(found, "lunch", LUNCH, T0)
     tasks[0].status = "cancelled"
+    cancelled = tasks[0].key
     db.session.commit()
 
     dispatch.relay()
     run_worker()
 
-    assert _count(Notification, kind="supply_task") == 0
+    assert _count(Notification, kind="supply_task") == len(tasks) - 1
+    assert _count(Notification, key=f"supply-task-{cancelled}") == 0
 
 
 def test_a_job_for_a_missing_task_fails_loudly(app):

@@ -175,8 +175,9 @@ def test_supplier_values(suppliers):
         assert r["street_code"] in STREET_CODES | {""}, r["code"]
     ratings = Counter(r["rating"] for r in rows)
     assert ratings["C"] < ratings["A"] and ratings["C"] < ratings["B"]
-    colours = Counter(r["risk_colour"] for r in rows)
-    assert 1 <= colours["red"] <= 2
+    # The colour is computed (app/techsupport/risk.py); with no results yet, the rating's.
+    start = {"A": "green", "B": "yellow", "C": "orange"}
+    assert all(r["risk_colour"] == start[r["rating"]] for r in rows)
     assert 3 <= sum(r["halal"] == "true" for r in rows) <= 5
     assert 4 <= sum(r["infant"] == "true" for r in rows) <= 6
     assert 8 <= sum(r["soft_diet"] == "true" for r in rows) <= 12

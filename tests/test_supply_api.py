@@ -24,7 +24,6 @@ NEW_SUPPLIER = {
     "lunch_capacity": 120,
     "dinner_capacity": 110,
     "rating": "A",
-    "risk_colour": "green",
 }
 
 

@@ -323,6 +323,7 @@ def register(api):
     from app.techsupport.batches_api import blp as batches
     from app.techsupport.experts_api import blp as experts
     from app.techsupport.inspections_api import blp as inspections
+    from app.techsupport.results_api import blp as results
     from app.techsupport.trace_api import blp as trace
 
     blueprints = (
@@ -341,6 +342,7 @@ def register(api):
         experts,
         inspections,
         batches,
+        results,
     )
     for blueprint in blueprints:
         api.register_blueprint(blueprint)

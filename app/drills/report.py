@@ -221,8 +221,14 @@ def map_data(incident):
         demand[row.demand_point_id] += row.meals
         headcount[row.demand_point_id] = max(headcount[row.demand_point_id], row.meals)
 
+    from app.clock.services import now
+    from app.techsupport.risk import risk_colours
+
+    rows = db.session.scalars(select(Supplier).order_by(Supplier.id)).all()
+    # The drill's own colours: its results colour its suppliers here, never the live rows.
+    colours = risk_colours(rows, incident, at=now(incident))
     suppliers = []
-    for s in db.session.scalars(select(Supplier).order_by(Supplier.id)):
+    for s in rows:
         capacity = s.lunch_capacity
         suppliers.append(
             {
@@ -232,7 +238,7 @@ def map_data(incident):
                 "lon": s.lon,
                 "capacity": capacity,
                 "available": 0 if s.id in suspended else max(0, capacity - peak[s.id]),
-                "risk_colour": s.risk_colour,
+                "risk_colour": colours[s.id].colour,
                 "status": "suspended" if (s.id in suspended or s.status != "active") else "active",
                 "rating": s.rating,
                 "type": s.type,

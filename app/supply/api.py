@@ -40,6 +40,8 @@ from app.supply.schemas import (
     SupplyTaskRequestSchema,
     SupplyTaskSchema,
 )
+from app.techsupport.risk import refresh_live_colours, risk_colours, start_colour
+from app.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,14 @@ def _check_place(values, model):
         raise InvalidInput(f"{model.__tablename__} refused", errors)
 
 
+def _with_risk(model, rows):
+    """Suppliers with their live colour and its reasons computed now, for the answer."""
+    if model is Supplier:
+        for row, risk in zip(rows, risk_colours(rows, at=utcnow()).values(), strict=True):
+            row.risk = risk
+    return rows
+
+
 def _register_master(name):
     """List, create, read and change one kind of master data under /api/<name>."""
     model, schema, change, _kind = KINDS[name]
@@ -104,7 +114,8 @@ def _register_master(name):
         @blp.response(200, schema(many=True))
         def get(self, page):
             query = select(model).order_by(model.id)
-            return db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
+            rows = db.session.scalars(query.limit(page["limit"]).offset(page["offset"])).all()
+            return _with_risk(model, rows)
 
         @require_roles("commander")
         @blp.arguments(schema)
@@ -115,15 +126,17 @@ def _register_master(name):
             if db.session.scalar(select(model.id).filter_by(code=values["code"])) is not None:
                 raise Conflict(f"{values['code']} exists; change it with PATCH")
             row = model(**values)
+            if model is Supplier:
+                row.risk_colour = start_colour(row.rating)
             db.session.add(row)
             _commit()
-            return row
+            return _with_risk(model, [row])[0]
 
     class Item(MethodView):
         @blp.arguments(NoQuery, location="query", as_kwargs=True)
         @blp.response(200, schema)
         def get(self, row_id):
-            return db.get_or_404(model, row_id)
+            return _with_risk(model, [db.get_or_404(model, row_id)])[0]
 
         @require_roles("commander")
         @blp.arguments(change(partial=True))
@@ -140,8 +153,10 @@ def _register_master(name):
                 raise InvalidInput(
                     "change refused", {"chilled": ["a kitchen delivers hot or chilled, not both"]}
                 )
+            if model is Supplier and "rating" in values:
+                refresh_live_colours([row], at=utcnow())
             _commit()
-            return row
+            return _with_risk(model, [row])[0]
 
     Collection.__name__ = f"{model.__name__}Collection"
     Item.__name__ = f"{model.__name__}Item"

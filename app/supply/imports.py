@@ -31,6 +31,7 @@ from app.supply.models import (
     DemandPoint,
     Supplier,
 )
+from app.techsupport.risk import refresh_live_colours, start_colour
 
 KINDS = ("suppliers", "demand")
 COORDINATE_SYSTEMS = ("wgs84", "gcj02", "bd09")
@@ -60,6 +61,8 @@ class Column:
     attribute: str | None = None
     default: object = None
     aliases: tuple = ()
+    # False for a column that is checked and exported but never written from a file.
+    stored: bool = True
 
     @property
     def target(self):
@@ -225,8 +228,11 @@ SUPPLIER_COLUMNS = (
     Column("lunch", "午餐产能", "meals", True, count, "lunch_capacity"),
     Column("dinner", "晚餐产能", "meals", True, count, "dinner_capacity"),
     Column("rating", "量化等级", "A, B, C (优秀, 良好, 一般)", True, choice(RATINGS, RATING_WORDS)),
-    Column("risk_colour", "风险颜色", "green, yellow, orange, red (绿, 黄, 橙, 红)", True,
-           choice(RISK_COLOURS, COLOUR_WORDS)),
+    # The risk colour is computed (app/techsupport/risk.py): exported, and when a file
+    # gives it, checked to be a colour and then ignored in favour of the computed one.
+    Column("risk_colour", "风险颜色", "green, yellow, orange, red (绿, 黄, 橙, 红); computed, "
+           "a value given is checked and ignored", False, choice(RISK_COLOURS, COLOUR_WORDS),
+           stored=False),
     Column("halal", "清真", "yes/no", False, flag, default=False),
     Column("vegetarian", "素食", "yes/no", False, flag, default=False),
     Column("infant", "婴幼儿餐", "yes/no", False, flag, default=False, aliases=("婴幼儿",)),
@@ -484,12 +490,16 @@ def _row(mapping, cells, columns, context):
         if column.field in ("lat", "lon", "street_code"):
             continue
         if _plain(cell) == "" and not column.required:
-            values[column.target] = column.default
+            if column.stored:
+                values[column.target] = column.default
             continue
         try:
-            values[column.target] = column.read(cell)
+            value = column.read(cell)
         except ValueError as error:
             problems.append(f"{column.field} {error}")
+            continue
+        if column.stored:
+            values[column.target] = value
 
     try:
         values["lat"], values["lon"] = coordinates(given.get("lat"), given.get("lon"), context)
@@ -611,8 +621,17 @@ def store(kind, rows):
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     existing = {row.code: row for row in db.session.scalars(select(model))}
     for _line, values in rows:
-        upsert(model, values, counts, existing.get(values["code"]))
+        row = existing.get(values["code"])
+        if row is None and kind == "suppliers":
+            # A new supplier has no results or inspections yet: its rating gives its colour.
+            values = {**values, "risk_colour": start_colour(values["rating"])}
+        upsert(model, values, counts, row)
     db.session.flush()
+    if kind == "suppliers" and counts["updated"]:
+        from app.types import utcnow
+
+        # A rating changed: the live colour follows it (results and inspections kept).
+        refresh_live_colours(at=utcnow())
     return counts
 
 

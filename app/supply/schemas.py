@@ -12,7 +12,6 @@ from app.supply.models import (
     DIETS,
     MEALS,
     RATINGS,
-    RISK_COLOURS,
     SUPPLIER_TYPES,
 )
 
@@ -84,6 +83,23 @@ class Longitude(fields.Float):
         super().__init__(allow_nan=False, validate=validate.Range(-180, 180), **kwargs)
 
 
+def _colour_of(supplier):
+    """The colour computed for this answer (`risk`, set by the view), else the stored one."""
+    risk = getattr(supplier, "risk", None)
+    return risk.colour if risk is not None else supplier.risk_colour
+
+
+def _reasons_of(supplier):
+    risk = getattr(supplier, "risk", None)
+    return list(risk.reasons) if risk is not None else []
+
+
+def _refuse_colour(value):
+    raise ValidationError(
+        "is computed from the rating, test results and inspections; it cannot be set"
+    )
+
+
 class SupplierSchema(StrictSchema):
     id = fields.Integer(dump_only=True)
     code = Code(40, required=True)
@@ -96,7 +112,9 @@ class SupplierSchema(StrictSchema):
     lunch_capacity = _count(required=True)
     dinner_capacity = _count(required=True)
     rating = fields.String(required=True, validate=validate.OneOf(RATINGS))
-    risk_colour = fields.String(required=True, validate=validate.OneOf(RISK_COLOURS))
+    # Computed by the rule of app/techsupport/risk.py: shown, never set.
+    risk_colour = fields.Function(_colour_of, _refuse_colour)
+    risk_reasons = fields.Function(_reasons_of, dump_only=True)
     status = fields.String(dump_only=True)
     halal = fields.Boolean(load_default=False)
     vegetarian = fields.Boolean(load_default=False)

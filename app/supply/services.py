@@ -35,6 +35,7 @@ from app.techsupport.batches import dispatch_batch as dispatch_batch
 from app.techsupport.batches import finish_cooking as finish_cooking
 from app.techsupport.batches import receive_batch as receive_batch
 from app.techsupport.batches import start_batch as start_batch
+from app.techsupport.risk import risk_colours
 from app.types import isoformat_utc, local_iso
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,9 @@ def _settings(incident):
     )
 
 
-def supplier_node(supplier, capacity):
+def supplier_node(supplier, capacity, risk_colour=None):
+    """The supplier as the solver sees it; `risk_colour` is the incident's colour of it
+    (the stored live colour when not given)."""
     return allocation.SupplierNode(
         id=supplier.id,
         lat=supplier.lat,
@@ -170,7 +173,7 @@ def supplier_node(supplier, capacity):
         capacity=max(0, capacity),
         diets=frozenset(d for d in allocation.DIET_KINDS if supplier.can_serve(d)),
         rating=supplier.rating,
-        risk_colour=supplier.risk_colour,
+        risk_colour=risk_colour or supplier.risk_colour,
         hot_holding=supplier.hot_holding,
         chilled=supplier.chilled,
     )
@@ -206,7 +209,11 @@ def allocate_meal(
     allowed = [s for s in active if s.id not in excluded]
     limits = capacity.capacities(incident, meal, serve_at, allowed)
     owed = capacity.booked(incident, serve_at)
-    suppliers = [supplier_node(s, limits[s.id] - owed.get(s.id, 0)) for s in allowed]
+    # The incident's own colours: a drill's results colour its suppliers in the drill only.
+    colours = risk_colours(allowed, incident, at=at)
+    suppliers = [
+        supplier_node(s, limits[s.id] - owed.get(s.id, 0), colours[s.id].colour) for s in allowed
+    ]
     points, nodes = {}, []
     for row in demands:
         point = row.demand_point
@@ -318,10 +325,44 @@ def _create_tasks(incident, run, assignments, at, replaces, suppliers, limits):
     return tasks
 
 
+def open_suspension(supplier, incident):
+    """The suspension stopping the supplier in this incident's scope now (a real one, or
+    this drill's own), or None."""
+    query = select(SupplierSuspension).where(
+        SupplierSuspension.supplier_id == supplier.id, SupplierSuspension.lifted_at.is_(None)
+    )
+    if incident is not None and incident.drill:
+        query = query.where(
+            or_(SupplierSuspension.drill.is_(False), SupplierSuspension.incident_id == incident.id)
+        )
+    else:
+        query = query.where(SupplierSuspension.drill.is_(False))
+    return db.session.scalar(query.order_by(SupplierSuspension.id).limit(1))
+
+
+def lock_supplier(supplier):
+    """Hold the supplier's row until the transaction ends, so two failed results arriving
+    together make one suspension (PostgreSQL's row lock; SQLite's transactions already
+    take the write lock when they begin)."""
+    db.session.execute(select(Supplier.id).where(Supplier.id == supplier.id).with_for_update())
+
+
 def suspend_supplier(supplier, incident, *, reason, at, rapid_test=None):
     """Stop a supplier: a drill suspension stays in the drill; a real one also marks the
-    supplier. Its open tasks are re-allocated by a job on the queue."""
+    supplier. Its open tasks are re-allocated by a job on the queue: in the drill's own
+    incident, or for a real suspension in every open real incident.
+
+    A supplier already stopped in this scope is not stopped again: the suspension in force
+    is returned and nothing is re-allocated twice.
+    """
     from app.clock.services import schedule
+    from app.incidents.models import Incident
+
+    lock_supplier(supplier)
+    existing = open_suspension(supplier, incident)
+    if existing is not None:
+        log.info("supplier %s: already suspended (suspension %s)", supplier.code, existing.id)
+        return existing
 
     suspension = SupplierSuspension(
         supplier_id=supplier.id,
@@ -335,11 +376,21 @@ def suspend_supplier(supplier, incident, *, reason, at, rapid_test=None):
     if not suspension.drill:
         supplier.status = "suspended"
     db.session.flush()
-    # TODO: a suspension outside any incident moves no tasks; the supplier's open tasks in
-    # live incidents stay with it until someone re-plans those meals.
-    if incident is not None:
-        schedule("reallocate_supplier", incident, suspension.id, at)
-        record(incident, "supplier_suspended", f"{supplier.name}: {reason}", at)
+
+    if suspension.drill:
+        affected = [incident]
+    else:
+        # A real stop holds everywhere: every open real incident moves its tasks away.
+        affected = db.session.scalars(
+            select(Incident)
+            .where(Incident.drill.is_(False), Incident.status != "closed")
+            .order_by(Incident.id)
+        ).all()
+        if incident is not None and incident not in affected:
+            affected.append(incident)
+    for found in affected:
+        schedule("reallocate_supplier", found, suspension.id, at)
+        record(found, "supplier_suspended", f"{supplier.name}: {reason}", at)
     log.info("supplier %s: suspended (%s)", supplier.code, reason)
     return suspension
 

@@ -26,6 +26,7 @@ from app.techsupport.models import (
     Inspection,
     InspectorPosting,
 )
+from app.techsupport.risk import refresh_live_colours, touches_live
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,8 @@ def record_inspection(
         record(incident, "inspection_recorded", detail, at)
     if not inspection.passed and purpose == "routine":
         _tell_of_serious_findings(inspection, supplier, incident, failed, at)
+    if touches_live(incident):
+        refresh_live_colours([supplier], at=at)
     log.info(
         "supplier %s: inspection %s by %s, %s serious, %s minor",
         supplier.code, inspection.id, name, serious, inspection.minor_findings,
