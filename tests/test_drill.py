@@ -25,6 +25,9 @@ FIGURES = (
     "shortfall",
     "suppliers_suspended",
     "tasks_reallocated",
+    "samples",
+    "tests",
+    "suspensions",
 )
 
 
@@ -60,8 +63,26 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
         assert row["reminded_at"] is None and row["escalated_at"] is None, row
     assert first["suppliers_suspended"] == 1
     assert first["tasks_reallocated"] >= 1
-    assert first["tests"] == {"run": 2, "failed": 1}
-    assert first["samples"]["retained"] > 0 and first["samples"]["discarded_early"] == 0
+    # Technical support: inspectors posted at two kitchens test every batch of theirs; the
+    # rapid test at +27:00 and the lab's confirmation fail, one suspension follows, and a
+    # re-inspection with re-tests of both analytes reinstates the kitchen.
+    tests = first["tests"]
+    assert tests["failed"] == 2 and tests["lab"] == 1 and tests["run"] > 10
+    assert tests["lab_requests"] == {"made": 1, "reported": 1, "late": 0}
+    [suspension] = first["suspensions"]
+    assert suspension["supplier"] == "ZH-SUP-001"
+    assert suspension["started_at"] == "2026-09-15T01:00:00Z"  # +27:00
+    assert suspension["lifted_at"] == "2026-09-15T15:00:00Z"  # +41:00
+    # A sample per dish per batch; none thrown away inside its 48 hours: at +30:00 every
+    # sample asked for was still counting down, at +62:00 those traced to the poisoning
+    # reported at +50:00 stayed, held.
+    samples = first["samples"]
+    assert samples["retained"] > 0 and samples["discarded_early"] == 0
+    assert samples["discard_refused"]["early"] > 0 and samples["discard_refused"]["held"] > 0
+    assert samples["discarded"] > 0 and samples["held"] > 0
+    [poisoning] = first["food_safety_reports"]
+    assert poisoning["demand_point"] == "ZH-SH-05" and poisoning["trace_batches"] > 0
+    assert poisoning["samples_held"] == samples["held"]
     events = [entry["event"] for entry in first["timeline"]]
     for event in (
         "alert_received",
@@ -73,8 +94,13 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
         "duty_escalated",
         "point_opened",
         "allocation_solved",
+        "inspector_posted",
         "rapid_test_failed",
         "supplier_suspended",
+        "lab_test_failed",
+        "inspection_recorded",
+        "supplier_reinstated",
+        "samples_discarded",
         "reallocation_solved",
         "meals_delivered",
         "sitrep_drafted",
@@ -116,6 +142,9 @@ def test_typhoon_drill_runs_end_to_end_twice(app, tmp_path):
     # The second run starts from the same state and counts only itself.
     assert second["incident"]["id"] != first["incident"]["id"]
     assert {k: second[k] for k in FIGURES} == {k: first[k] for k in FIGURES}
+    assert [dict(r, incident=None) for r in second["food_safety_reports"]] == [
+        dict(r, incident=None) for r in first["food_safety_reports"]
+    ]
     # Lines of one instant written by parallel workers keep one order, so reports diff.
     assert [(e["at"], e["event"]) for e in second["timeline"]] == [
         (e["at"], e["event"]) for e in first["timeline"]

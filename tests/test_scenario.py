@@ -427,3 +427,64 @@ def test_task_injects_that_cannot_be_played_are_refused(scenario_copy, change, s
     errors = _errors(scenario_copy(change))
 
     assert says in str(errors), errors
+
+
+def _inject(document, kind):
+    return next(i for i in document["injects"] if i["do"] == kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "says"),
+    [
+        ("lab_request", lambda i: i.update(lab="ZH-LAB-99"), "unknown lab ZH-LAB-99"),
+        ("inspect", lambda i: i.update(inspector="ms-head"), "no inspector ms-head"),
+        ("inspect", lambda i: i.update(failed_items=["nosuch"]), "no checklist item nosuch"),
+        (
+            "post_inspectors",
+            lambda i: i["postings"][0].update(supplier="ZH-SUP-999"),
+            "unknown supplier ZH-SUP-999",
+        ),
+        ("report_poisoning", lambda i: i.update(point="ZH-SH-999"), "unknown demand point"),
+    ],
+)
+def test_technical_support_injects_naming_what_is_not_there_are_refused(
+    app, scenario_copy, tmp_path, kind, change, says
+):
+    path = scenario_copy(lambda d: change(_inject(d, kind)))
+
+    result = _run(app, path, tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert db.session.scalar(select(func.count(DrillRun.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "field"),
+    [
+        ("lab_request", lambda i: i.pop("analytes"), "analytes"),
+        ("lab_request", lambda i: i.update(analytes=[]), "analytes"),
+        ("lab_result", lambda i: i["results"][0].update(value=float("nan")), "results"),
+        ("lab_result", lambda i: i["results"][0].update(limit=0), "results"),
+        ("lab_result", lambda i: i["results"][0].update(colour="red"), "results"),
+        ("inspect", lambda i: i.update(purpose="curiosity"), "purpose"),
+        ("reinstate", lambda i: i.pop("reason"), "reason"),
+        ("discard_samples", lambda i: i.update(retained_before="yesterday"), "retained_before"),
+        ("report_poisoning", lambda i: i["harm"].update(harmed=-1), "harm"),
+        ("report_poisoning", lambda i: i.pop("harm"), "harm"),
+        ("post_inspectors", lambda i: i.update(postings=[]), "postings"),
+    ],
+)
+def test_technical_support_injects_that_cannot_be_played_are_refused(
+    scenario_copy, kind, change, field
+):
+    errors = _errors(scenario_copy(lambda d: change(_inject(d, kind))))
+
+    assert any(field in str(key) or field in str(value) for key, value in errors.items()), errors
+
+
+def test_routine_tests_of_the_scenario_are_checked(scenario_copy):
+    def change(document):
+        document["food_safety"]["routine_tests"][0]["value"] = "high"
+
+    assert "food_safety" in _errors(scenario_copy(change))

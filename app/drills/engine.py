@@ -28,16 +28,29 @@ from app.drills.models import DrillRun
 from app.drills.scenario import offset
 from app.duties.models import OPEN_STATUSES, DutyAssignment
 from app.duties.services import confirm
+from app.errors import Conflict
 from app.extensions import db
 from app.incidents.models import Incident
 from app.incidents.services import open_incident, record
+from app.organisation.models import Person
 from app.organisation.services import commander_of, commander_on_duty, department, liaison_of
-from app.process.response import activate, end_response, enter_phase, set_level
+from app.process.response import (
+    activate,
+    end_response,
+    enter_phase,
+    report_suspected_poisoning,
+    set_level,
+)
 from app.process.services import suggest_level
 from app.supply import dispatch
 from app.supply import services as supply
 from app.supply.allocation import Rules
 from app.supply.models import MEALS, Batch, SupplyTask
+from app.techsupport.gate import reinstate_supplier
+from app.techsupport.inspections import checklist_for, post_inspector, record_inspection
+from app.techsupport.models import InspectorPosting, Lab, LabRequest, RetainedSample
+from app.techsupport.results import record_lab_result, request_lab_test
+from app.techsupport.samples import discard_sample, open_holds, samples_of
 from app.techsupport.services import record_rapid_test, retain_samples
 from app.types import local_iso, utcnow
 
@@ -77,6 +90,11 @@ class Engine:
         self.zone = ZoneInfo(region.get("timezone", "Asia/Shanghai"))
         self.behaviour = scenario.suppliers
         self.tasks = {}
+        # Food-safety incidents the drill's injects open (a suspected poisoning), which
+        # run on the drill's clock beside the main incident.
+        self.others = []
+        # Discards the kitchens asked for and the rules refused, by why.
+        self.discards_refused = {"early": 0, "held": 0}
 
     # The clock -----------------------------------------------------------------------
 
@@ -88,9 +106,15 @@ class Engine:
         self.run.sim_now = at
         db.session.commit()
 
+    def incident_ids(self):
+        """The drill's incidents: the main one and any food-safety incident it opened."""
+        if self.incident is None:
+            return []
+        return [self.incident.id] + [other.id for other in self.others]
+
     def settle(self):
         """Fire what is due, relay what is pending, and wait until the workers are idle."""
-        ids = [self.incident.id] if self.incident is not None else []
+        ids = self.incident_ids()
         while True:
             fired = tick(self.now, ids) if ids else 0
             relayed = dispatch.relay(ids) + delivery.relay(ids) if ids else 0
@@ -101,7 +125,7 @@ class Engine:
     def deliver_all(self):
         """Wait until every message of the drill is sent, failed or skipped, retries and
         their backoff included (wall-clock seconds, as the drill's retry settings say)."""
-        ids = [self.incident.id] if self.incident is not None else []
+        ids = self.incident_ids()
         deadline = time.monotonic() + self.settle_timeout
         while ids and delivery.unfinished(ids):
             db.session.commit()
@@ -211,7 +235,7 @@ class Engine:
             return None
         due = db.session.scalar(
             select(func.min(ScheduledAction.due_at)).where(
-                ScheduledAction.incident_id == self.incident.id,
+                ScheduledAction.incident_id.in_(self.incident_ids()),
                 ScheduledAction.due_at > self.now,
                 ScheduledAction.done_at.is_(None),
             )
@@ -271,10 +295,11 @@ class Engine:
 
         self.advance(self.scenario.end)
         self.settle()
-        if self.incident is not None and self.incident.status != "closed":
-            end_response(self.incident, reason="drill window ended", at=self.now)
-            db.session.commit()
-            self.settle()
+        for incident in [self.incident, *self.others] if self.incident is not None else []:
+            if incident.status != "closed":
+                end_response(incident, reason="drill window ended", at=self.now)
+                db.session.commit()
+                self.settle()
         self.deliver_all()
 
     # Injects: what the people do ------------------------------------------------------
@@ -356,15 +381,17 @@ class Engine:
                 self.incident, point, headcount=entry["headcount"], at=self.now, diets=diets
             )
 
-    def do_rapid_test(self, inject):
-        supplier = supply.supplier_by_code(inject["supplier"])
-        batch = db.session.scalar(
+    def _latest_batch(self, supplier):
+        return db.session.scalar(
             select(Batch)
             .join(SupplyTask)
             .where(SupplyTask.incident_id == self.incident.id, Batch.supplier_id == supplier.id)
             .order_by(Batch.id.desc())
             .limit(1)
         )
+
+    def do_rapid_test(self, inject):
+        supplier = supply.supplier_by_code(inject["supplier"])
         record_rapid_test(
             supplier=supplier,
             incident=self.incident,
@@ -375,8 +402,138 @@ class Engine:
             unit=inject["unit"],
             tested_by=inject["tested_by"],
             at=self.now,
-            batch=batch,
+            batch=self._latest_batch(supplier),
+            purpose=inject["purpose"],
         )
+
+    def do_post_inspectors(self, inject):
+        """Market supervision posts inspectors on site at suppliers (驻点监管)."""
+        for entry in inject["postings"]:
+            post_inspector(
+                self.incident,
+                supply.supplier_by_code(entry["supplier"]),
+                _person(entry["inspector"]),
+                self.now,
+                by="drill controller",
+            )
+
+    def do_lab_request(self, inject):
+        """A retained sample of the supplier's latest batch goes to a lab."""
+        supplier = supply.supplier_by_code(inject["supplier"])
+        batch = self._latest_batch(supplier)
+        sample = samples_of(batch)[0] if batch is not None and samples_of(batch) else None
+        request_lab_test(
+            lab=_lab(inject["lab"]),
+            supplier=supplier,
+            incident=self.incident,
+            analytes=inject["analytes"],
+            requested_by=inject.get("tested_by", "drill controller"),
+            at=self.now,
+            sample=sample,
+            purpose=inject["purpose"],
+        )
+
+    def do_lab_result(self, inject):
+        """The lab reports on the supplier's oldest request still waiting."""
+        supplier = supply.supplier_by_code(inject["supplier"])
+        request = db.session.scalar(
+            select(LabRequest)
+            .filter_by(incident_id=self.incident.id, supplier_id=supplier.id, status="requested")
+            .order_by(LabRequest.id)
+            .limit(1)
+        )
+        if request is None:
+            raise DrillError(f"no lab request of {supplier.code} waits for a result")
+        record_lab_result(
+            request,
+            results=[dict(result) for result in inject["results"]],
+            tested_by=request.lab.name,
+            at=self.now,
+        )
+
+    def do_inspect(self, inject):
+        """An inspector goes through the plan's checklist at a supplier; the items named
+        in `failed_items` fail, the rest pass."""
+        supplier = supply.supplier_by_code(inject["supplier"])
+        items = checklist_for(self.incident.plan, self.incident.kind)
+        unknown = set(inject["failed_items"]) - {item["code"] for item in items}
+        if unknown:
+            raise DrillError(f"no checklist items {', '.join(sorted(unknown))} in the plan")
+        failed = set(inject["failed_items"])
+        record_inspection(
+            supplier,
+            incident=self.incident,
+            inspector=_person(inject["inspector"]),
+            answers={
+                item["code"]: {"result": "fail" if item["code"] in failed else "pass"}
+                for item in items
+            },
+            at=self.now,
+            purpose=inject["purpose"],
+            summary=inject.get("note"),
+        )
+
+    def do_reinstate(self, inject):
+        supplier = supply.supplier_by_code(inject["supplier"])
+        suspension = supply.open_suspension(supplier, self.incident)
+        if suspension is None:
+            raise DrillError(f"{supplier.code} is not suspended in the drill")
+        commander = commander_of(self.incident, self.now)
+        reinstate_supplier(
+            suspension,
+            by=commander.name if commander else "commander",
+            reason=inject["reason"],
+            at=self.now,
+        )
+
+    def do_discard_samples(self, inject):
+        """Kitchens ask to throw away the samples they retained before an instant; the
+        rules refuse those still in their countdown or held for an incident."""
+        before = self.scenario.start + offset(inject["retained_before"])
+        samples = db.session.scalars(
+            select(RetainedSample)
+            .join(Batch, RetainedSample.batch_id == Batch.id)
+            .join(SupplyTask, Batch.supply_task_id == SupplyTask.id)
+            .where(
+                SupplyTask.incident_id == self.incident.id,
+                RetainedSample.retained_at < before,
+                RetainedSample.discarded_at.is_(None),
+            )
+            .order_by(RetainedSample.id)
+        ).all()
+        by = self.scenario.food_safety["sample_discarded_by"]
+        discarded, refused = 0, {"early": 0, "held": 0}
+        for sample in samples:
+            try:
+                discard_sample(sample, by, self.now)
+            except Conflict:
+                refused["held" if open_holds(sample) else "early"] += 1
+                continue
+            discarded += 1
+        for why, count in refused.items():
+            self.discards_refused[why] += count
+        record(
+            self.incident,
+            "samples_discarded",
+            f"{discarded} samples discarded; refused: {refused['early']} still in their "
+            f"countdown, {refused['held']} held for a food-safety incident",
+            self.now,
+        )
+
+    def do_report_poisoning(self, inject):
+        """People fall ill at a demand point: a food-safety incident opens beside the
+        drill's own, with the trace of what reached the point, its samples held."""
+        point = supply.demand_point_by_code(inject["point"])
+        incident = report_suspected_poisoning(
+            self.plan,
+            at=self.now,
+            title=inject["title"],
+            figures=dict(inject["harm"]),
+            demand_point=point,
+            drill_run=self.run,
+        )
+        if not incident.duplicate:
+            self.others.append(incident)
 
     def do_change_level(self, inject):
         set_level(
@@ -469,10 +626,17 @@ class Engine:
             return
         self.cook(meal, serve_at)
         settings = self.plan.settings
+        # Inspectors posted at a supplier rapid-test each of its batches as it is sealed.
+        posted = {
+            posting.supplier_id: posting.person
+            for posting in db.session.scalars(
+                select(InspectorPosting).filter_by(incident_id=self.incident.id, ends_at=None)
+            )
+        }
         for task in self._tasks(serve_at, ("cooking",)):
             batch = _batch_of(task)
             supply.finish_cooking(batch, self.now)
-            retain_samples(
+            samples = retain_samples(
                 batch,
                 at=self.now,
                 kept_at=self.behaviour["sample_kept_at"],
@@ -480,6 +644,17 @@ class Engine:
                 min_grams=settings.get("sample_min_grams", 125),
                 keep_hours=settings.get("sample_keep_hours", 48),
             )
+            inspector = posted.get(task.supplier_id)
+            for test in self.scenario.food_safety["routine_tests"] if inspector else ():
+                record_rapid_test(
+                    supplier=task.supplier,
+                    incident=self.incident,
+                    tested_by=inspector.name,
+                    at=self.now,
+                    batch=batch,
+                    sample=samples[0],
+                    **test,
+                )
 
     def leave(self, meal, serve_at):
         if self.incident is None:
@@ -523,6 +698,20 @@ class Engine:
             supply.receive_batch(_batch_of(task), self.now)
 
 
+def _person(code):
+    person = db.session.scalar(select(Person).filter_by(code=code))
+    if person is None:
+        raise DrillError(f"no person {code!r} in the region pack")
+    return person
+
+
+def _lab(code):
+    lab = db.session.scalar(select(Lab).filter_by(code=code))
+    if lab is None:
+        raise DrillError(f"no lab {code!r} in the region pack")
+    return lab
+
+
 def _batch_of(task):
     return db.session.scalar(
         select(Batch).filter_by(supply_task_id=task.id).order_by(Batch.id.desc()).limit(1)
@@ -545,4 +734,8 @@ def start_run(scenario):
 
 
 def incident_of(run):
-    return db.session.scalar(select(Incident).filter_by(drill_run_id=run.id))
+    """The drill's main incident: the first it opened (a suspected poisoning in the drill
+    opens another)."""
+    return db.session.scalar(
+        select(Incident).filter_by(drill_run_id=run.id).order_by(Incident.id).limit(1)
+    )

@@ -3,14 +3,15 @@
 import json
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, or_, select
 
+from app.clock.services import now as clock_now
 from app.coordination.sitreps import sitreps_issued
 from app.coordination.tasks import task_figures
 from app.duties.matrix import department_summary
 from app.duties.models import DutyAssignment
 from app.extensions import db
-from app.incidents.models import LevelChange, TimelineEntry
+from app.incidents.models import Incident, LevelChange, TimelineEntry
 from app.supply.models import (
     DELIVERED_TASK_STATUSES,
     AllocationRun,
@@ -22,7 +23,7 @@ from app.supply.models import (
     SupplyTask,
 )
 from app.supply.services import incident_figures
-from app.techsupport.models import RapidTest, RetainedSample
+from app.techsupport.models import LabRequest, RapidTest, RetainedSample, SampleHold
 from app.types import isoformat_utc
 
 
@@ -95,9 +96,10 @@ def shortfall(incident):
     return rows
 
 
-def build_report(run, incident, scenario, receivers=()):
+def build_report(run, incident, scenario, receivers=(), refused=None):
     """Everything the drill controller scores, as plain JSON-ready data; `receivers` are
-    the local receivers the run sent to, which count the repeats they saw."""
+    the local receivers the run sent to, which count the repeats they saw; `refused` the
+    sample discards the rules refused, by why."""
     from app.coordination.delivery import notification_figures
 
     figures = incident_figures(incident)
@@ -152,8 +154,10 @@ def build_report(run, incident, scenario, receivers=()):
             "delivered": _count(tasks.where(SupplyTask.status.in_(DELIVERED_TASK_STATUSES))),
             "cancelled": _count(tasks.where(SupplyTask.status == "cancelled")),
         },
-        "samples": sample_figures(incident),
+        "samples": sample_figures(incident, refused),
         "tests": test_figures(incident),
+        "suspensions": suspension_figures(incident),
+        "food_safety_reports": food_safety_reports(run, incident),
         "notifications": notification_figures(incident, receivers),
         "sitreps": sitreps_issued(incident),
         "coordination_tasks": task_figures(incident),
@@ -168,9 +172,11 @@ def build_report(run, incident, scenario, receivers=()):
     }
 
 
-def sample_figures(incident):
+def sample_figures(incident, refused=None):
     """Samples retained for the incident's batches, and those discarded; `discarded_early`
-    counts any discarded before its countdown ended, which the rules refuse."""
+    counts any discarded before its countdown ended, which the rules refuse; `held` those
+    kept for a food-safety incident now; `discard_refused` the kitchens' requests the
+    rules turned down, by why."""
     samples = (
         select(func.count(RetainedSample.id))
         .join(Batch, RetainedSample.batch_id == Batch.id)
@@ -178,19 +184,86 @@ def sample_figures(incident):
         .where(SupplyTask.incident_id == incident.id)
     )
     discarded = samples.where(RetainedSample.discarded_at.is_not(None))
+    held = samples.where(
+        exists().where(SampleHold.sample_id == RetainedSample.id, SampleHold.released_at.is_(None))
+    )
     return {
         "retained": _count(samples),
         "discarded": _count(discarded),
         "discarded_early": _count(
             discarded.where(RetainedSample.discarded_at < RetainedSample.keep_until)
         ),
+        "held": _count(held),
+        "discard_refused": dict(refused or {"early": 0, "held": 0}),
     }
 
 
 def test_figures(incident):
-    """Rapid tests and lab results recorded in the incident, and how many failed."""
+    """Rapid tests and lab results recorded in the incident and how many failed; lab
+    requests made, reported, and reported after their expected time."""
     tests = select(func.count(RapidTest.id)).filter_by(incident_id=incident.id)
-    return {"run": _count(tests), "failed": _count(tests.filter_by(passed=False))}
+    requests = select(func.count(LabRequest.id)).filter_by(incident_id=incident.id)
+    return {
+        "run": _count(tests),
+        "failed": _count(tests.filter_by(passed=False)),
+        "lab": _count(tests.filter_by(kind="lab")),
+        "lab_requests": {
+            "made": _count(requests),
+            "reported": _count(requests.filter_by(status="reported")),
+            "late": _count(
+                requests.where(
+                    or_(
+                        LabRequest.reported_at > LabRequest.expected_by,
+                        (LabRequest.status == "requested")
+                        & (LabRequest.expected_by < (incident.closed_at or clock_now(incident))),
+                    )
+                )
+            ),
+        },
+    }
+
+
+def suspension_figures(incident):
+    """Suppliers stopped in the incident, and those reinstated after a re-inspection."""
+    rows = db.session.scalars(
+        select(SupplierSuspension)
+        .filter_by(incident_id=incident.id)
+        .order_by(SupplierSuspension.id)
+    ).all()
+    return [
+        {
+            "supplier": row.supplier.code,
+            "reason": row.reason,
+            "started_at": isoformat_utc(row.started_at),
+            "lifted_at": isoformat_utc(row.lifted_at) if row.lifted_at else None,
+        }
+        for row in rows
+    ]
+
+
+def food_safety_reports(run, incident):
+    """The suspected poisonings the drill reported, each with what its trace covered."""
+    rows = db.session.scalars(
+        select(Incident)
+        .where(Incident.drill_run_id == run.id, Incident.id != incident.id)
+        .order_by(Incident.id)
+    ).all()
+    reports = []
+    for other in rows:
+        trace = other.trace or {"batches": []}
+        held = select(func.count(SampleHold.id)).filter_by(incident_id=other.id)
+        reports.append(
+            {
+                "incident": other.id,
+                "title": other.title,
+                "demand_point": (trace.get("demand_point") or {}).get("code"),
+                "suggested_level": other.suggested_level,
+                "trace_batches": len(trace["batches"]),
+                "trace_suppliers": sorted({b["supplier"]["code"] for b in trace["batches"]}),
+                "samples_held": _count(held),
+            }
+        )
+    return reports
 
 
 def map_data(incident):

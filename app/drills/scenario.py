@@ -38,7 +38,15 @@ INJECT_KINDS = (
     "assign_task",
     "accept_task",
     "finish_task",
+    "post_inspectors",
+    "lab_request",
+    "lab_result",
+    "inspect",
+    "reinstate",
+    "discard_samples",
+    "report_poisoning",
 )
+TEST_PURPOSES = ("routine", "reinspection")
 TASK_PRIORITIES = ("urgent", "routine", "low")
 TASK_KINDS = ("task", "joint_inspection")
 
@@ -63,6 +71,43 @@ class PointOpeningSchema(Schema):
         special = sum(data.get(k, 0) for k in ("halal", "vegetarian", "infant", "soft_diet"))
         if special > data.get("headcount", 0):
             raise ValidationError("special diets add up to more than the headcount", "headcount")
+
+
+class PostingSchema(Schema):
+    """An inspector (a person's code) posted on site at a supplier."""
+
+    class Meta:
+        unknown = RAISE
+
+    inspector = fields.String(required=True, validate=validate.Length(1, 64))
+    supplier = fields.String(required=True, validate=validate.Length(1, 40))
+
+
+class ResultSchema(Schema):
+    """One analyte's result: a routine rapid test, or a lab's answer to a request."""
+
+    class Meta:
+        unknown = RAISE
+
+    analyte = fields.String(required=True, validate=validate.Length(1, 200))
+    method = fields.String(required=True, validate=validate.Length(1, 200))
+    value = fields.Float(required=True, allow_nan=False, validate=validate.Range(min=0))
+    limit = fields.Float(
+        required=True, allow_nan=False, validate=validate.Range(min=0, min_inclusive=False)
+    )
+    unit = fields.String(required=True, validate=validate.Length(1, 20))
+
+
+class PoisoningFiguresSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    harmed = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**6))
+    deaths = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**6))
+    counties = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 1000))
+    townships = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**4))
+    school = fields.Boolean(load_default=False)
+    major_event = fields.Boolean(load_default=False)
 
 
 class InjectSchema(Schema):
@@ -101,6 +146,21 @@ class InjectSchema(Schema):
     kind = fields.String(validate=validate.OneOf(TASK_KINDS), load_default="task")
     due = fields.String(validate=validate.Regexp(OFFSET, error="use +HH:MM"))
     details = fields.String(validate=validate.Length(max=2000))
+    # Technical support: inspectors posted, tests and lab results, re-inspections and
+    # reinstatement, samples discarded, a suspected poisoning reported at a point.
+    postings = fields.List(fields.Nested(PostingSchema), validate=validate.Length(min=1))
+    purpose = fields.String(validate=validate.OneOf(TEST_PURPOSES), load_default="routine")
+    lab = fields.String(validate=validate.Length(1, 40))
+    analytes = fields.List(
+        fields.String(validate=validate.Length(1, 200)), validate=validate.Length(min=1)
+    )
+    results = fields.List(fields.Nested(ResultSchema), validate=validate.Length(min=1))
+    inspector = fields.String(validate=validate.Length(1, 64))
+    failed_items = fields.List(fields.String(validate=validate.Length(1, 40)), load_default=list)
+    retained_before = fields.String(validate=validate.Regexp(OFFSET, error="use +HH:MM"))
+    point = fields.String(validate=validate.Length(1, 40))
+    title = fields.String(validate=validate.Length(1, 300))
+    harm = fields.Nested(PoisoningFiguresSchema)
 
     @validates_schema
     def check_kind(self, data, **kwargs):
@@ -113,6 +173,13 @@ class InjectSchema(Schema):
             "assign_task": ("task", "departments", "priority", "due"),
             "accept_task": ("task", "departments"),
             "finish_task": ("task", "departments"),
+            "post_inspectors": ("postings",),
+            "lab_request": ("supplier", "lab", "analytes"),
+            "lab_result": ("supplier", "results"),
+            "inspect": ("supplier", "inspector"),
+            "reinstate": ("supplier", "reason"),
+            "discard_samples": ("retained_before",),
+            "report_poisoning": ("point", "title", "harm"),
         }
         missing = [k for k in needs.get(data.get("do"), ()) if k not in data]
         if missing:
@@ -154,6 +221,19 @@ class SupplierBehaviourSchema(Schema):
                 "kitchens start cooking, finish, then leave, before the meal: need "
                 "cook_before > cooked_before >= leave_before > 5 minutes"
             )
+
+
+class FoodSafetyBehaviourSchema(Schema):
+    """What inspectors posted at a supplier do without being told: every batch of theirs
+    gets these rapid tests when its samples are sealed."""
+
+    class Meta:
+        unknown = RAISE
+
+    routine_tests = fields.List(fields.Nested(ResultSchema), load_default=list)
+    sample_discarded_by = fields.String(
+        load_default="保供单位留样管理员", validate=validate.Length(1, 100)
+    )
 
 
 class FiguresSchema(Schema):
@@ -337,6 +417,7 @@ class ScenarioSchema(Schema):
         NotificationEndpointsSchema, load_default=lambda: {"retry": dict(DRILL_RETRY)}
     )
     sitreps = fields.Nested(SitrepBehaviourSchema, load_default=lambda: {})
+    food_safety = fields.Nested(FoodSafetyBehaviourSchema, load_default=lambda: {})
     injects = fields.List(fields.Nested(InjectSchema), required=True)
 
     @validates_schema

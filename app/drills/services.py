@@ -43,7 +43,7 @@ def run_drill(scenario_path, out_dir, *, workers=None):
     plan = latest_plan(scenario.plan, required=False)
     if plan is None:
         raise InvalidInput("scenario refused", {"plan": [f"no plan named {scenario.plan!r}"]})
-    check_against_data(scenario, region)
+    check_against_data(scenario, region, plan)
     endpoints = resolve_endpoints(scenario)
     _prepare_out_dir(out_dir)
     _check_redis()
@@ -62,7 +62,7 @@ def run_drill(scenario_path, out_dir, *, workers=None):
             incident = incident_of(run)
             if incident is None:
                 raise DrillError("the scenario never received its alert, so no incident opened")
-            report = build_report(run, incident, scenario, receivers)
+            report = build_report(run, incident, scenario, receivers, engine.discards_refused)
         paths = write_outputs(report, run, incident, region, out_dir)
         keep_map(run, paths["map"])
         run.report = report
@@ -98,13 +98,14 @@ def _mark_failed(run, error):
         log.exception("drill %s: could not record the failure", run.id)
 
 
-def check_against_data(scenario, region):
+def check_against_data(scenario, region, plan=None):
     """Refuse, before anything runs, a scenario whose alert or codes cannot work."""
     from sqlalchemy import select
 
     from app.alerts.cap import CapError, parse_cap
-    from app.organisation.models import Department
+    from app.organisation.models import Department, Person
     from app.supply.models import DemandPoint, Supplier
+    from app.techsupport.models import Lab
 
     errors = {}
     try:
@@ -120,8 +121,12 @@ def check_against_data(scenario, region):
         "point": set(db.session.scalars(select(DemandPoint.code))),
         "supplier": set(db.session.scalars(select(Supplier.code))),
         "departments": set(db.session.scalars(select(Department.code))),
+        "inspector": set(db.session.scalars(select(Person.code).filter_by(role="inspector"))),
+        "lab": set(db.session.scalars(select(Lab.code))),
     }
     capacity = dict(db.session.execute(select(DemandPoint.code, DemandPoint.capacity)).all())
+    items = (plan.settings or {}).get("inspection_checklist", []) if plan is not None else []
+    checklist = {item["code"] for item in items}
     for inject in scenario.injects:
         where = f"injects[{inject['number']}] ({inject['at']} {inject['do']})"
         for entry in inject.get("points", []):
@@ -134,6 +139,19 @@ def check_against_data(scenario, region):
                 )
         if "supplier" in inject and inject["supplier"] not in known["supplier"]:
             errors.setdefault(where, []).append(f"unknown supplier {inject['supplier']}")
+        if "point" in inject and inject["point"] not in known["point"]:
+            errors.setdefault(where, []).append(f"unknown demand point {inject['point']}")
+        if "lab" in inject and inject["lab"] not in known["lab"]:
+            errors.setdefault(where, []).append(f"unknown lab {inject['lab']}")
+        for entry in inject.get("postings", []):
+            if entry["supplier"] not in known["supplier"]:
+                errors.setdefault(where, []).append(f"unknown supplier {entry['supplier']}")
+        inspectors = [e["inspector"] for e in inject.get("postings", [])]
+        for code in inspectors + ([inject["inspector"]] if "inspector" in inject else []):
+            if code not in known["inspector"]:
+                errors.setdefault(where, []).append(f"no inspector {code} in the region pack")
+        for code in sorted(set(inject.get("failed_items", [])) - checklist):
+            errors.setdefault(where, []).append(f"no checklist item {code} in the plan")
         for code in set(inject.get("except_", [])) - known["departments"]:
             errors.setdefault(where, []).append(f"unknown department {code} in except")
         departments = inject.get("departments")
