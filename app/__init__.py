@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+import flask_babel
 from flask import Flask, request
 from flask_babel import get_locale
 from sqlalchemy import event
@@ -40,6 +41,9 @@ def create_app(test_config=None):
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True)
     babel.init_app(app, locale_selector=_select_locale)
+    # The locale is chosen per request: a request inside an app context that outlives it
+    # (a CLI command, a test) must not keep the language of the one before.
+    app.before_request(flask_babel.refresh)
     app.jinja_env.globals["get_locale"] = get_locale
     app.jinja_env.globals["zone_name"] = app.config["BAOGONG_TIMEZONE"]
     app.jinja_env.filters["local_time"] = _local_time

@@ -73,9 +73,9 @@ def _token(username):
     return token
 
 
-def _major_event(at=T0):
+def _major_event(at=T0, drill=True):
     found = open_incident(kind="major_event", title="马拉松赛事保障", plan=latest_plan(
-        "zhenhai-catering-supply"), at=at, drill_run=drill_run(at))  # fmt: skip
+        "zhenhai-catering-supply"), at=at, drill_run=drill_run(at) if drill else None)  # fmt: skip
     activate(found, "IV", at=at, reason="test activation")
     db.session.commit()
     return found
@@ -159,10 +159,11 @@ def test_only_an_inspector_is_posted(found, suppliers):
     assert "supplier" in unknown.value.errors
 
 
-def test_an_inspector_is_posted_in_one_place_at_a_time_across_incidents(found, suppliers):
+def test_an_inspector_is_posted_in_one_place_at_a_time_across_incidents(region, suppliers):
     inspector = _person("ms-inspector-1")
+    found = incident(level="II", drill=False)
     first = post_inspector(found, suppliers[0], inspector, T0, "test")
-    event = _major_event()
+    event = _major_event(drill=False)
 
     with pytest.raises(Conflict, match="posted at"):
         post_inspector(found, suppliers[1], inspector, T0 + timedelta(hours=1), "test")
@@ -309,6 +310,50 @@ def test_a_posted_inspector_records_their_supplier_linked_to_the_posting(found, 
 
     assert inspection.posting_id == posting.id and inspection.person_id == inspector.id
     assert rounds.posting_id is None
+
+
+def test_a_drill_posting_holds_the_inspector_in_that_drill_only(found, suppliers):
+    """A drill's postings never stop a person's real work, nor another drill's."""
+    inspector = _person("ms-inspector-1")
+    post_inspector(found, suppliers[0], inspector, T0, "drill")
+    real = incident(level="II", drill=False)
+    other_drill = incident(level="II")
+
+    post_inspector(real, suppliers[1], inspector, T0 + timedelta(hours=1), "test")
+    post_inspector(other_drill, suppliers[2], inspector, T0 + timedelta(hours=1), "test")
+    inspection = record_inspection(suppliers[1], incident=None, inspector=inspector,
+                                   answers=_answers(), at=T0 + timedelta(hours=2))  # fmt: skip
+    with pytest.raises(Conflict):
+        post_inspector(found, suppliers[1], inspector, T0 + timedelta(hours=1), "drill")
+
+    assert inspection.incident_id == real.id
+
+
+def test_ending_the_response_ends_its_postings(found, suppliers):
+    from app.process.response import end_response
+
+    posting = post_inspector(found, suppliers[0], _person("ms-inspector-1"), T0, "test")
+
+    end_response(found, at=T0 + timedelta(hours=3), reason="over")
+
+    assert posting.ends_at == T0 + timedelta(hours=3)
+
+
+def test_a_posted_inspector_cannot_date_an_inspection_elsewhere_back(region, suppliers):
+    """Dating an inspection before the posting does not free the inspector from it."""
+    from app.types import utcnow
+
+    now = utcnow()
+    real = incident(level="II", drill=False, at=now - timedelta(hours=3))
+    inspector = _person("ms-inspector-1")
+    post_inspector(real, suppliers[0], inspector, now - timedelta(hours=1), "test")
+
+    with pytest.raises(Forbidden):
+        record_inspection(suppliers[1], incident=real, inspector=inspector,
+                          answers=_answers(), at=now - timedelta(hours=2))  # fmt: skip
+    with pytest.raises(InvalidInput):
+        record_inspection(suppliers[0], incident=real, inspector=inspector,
+                          answers=_answers(), at=now - timedelta(hours=2))  # fmt: skip
 
 
 def test_a_posting_of_another_supplier_is_not_linked(found, suppliers):

@@ -274,3 +274,14 @@ def test_refreshing_every_live_colour_writes_only_what_changed(region):
     changed = refresh_live_colours(at=T0)
 
     assert changed == [supplier] and supplier.risk_colour == "green"
+
+
+def test_a_backdated_result_leaves_the_stored_colour_as_it_stands_now(region):
+    """The stored colour is the colour now, even when a record is dated days back."""
+    supplier = _supplier("A")
+    _test(supplier, utcnow())
+    assert supplier.risk_colour == "red"
+
+    _test(supplier, utcnow() - timedelta(days=2), value=1.0)
+
+    assert supplier.risk_colour == "red" == _colour(supplier, utcnow())

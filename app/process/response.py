@@ -128,9 +128,11 @@ def enter_phase(incident, phase, *, at, reason=None):
 
 def end_response(incident, *, at, reason, by=None):
     """End the response: every assignment is closed, every coordination task still open
-    is called off, and the closure checklist opens."""
+    is called off, inspectors posted for it leave their posts, and the closure checklist
+    opens."""
     from app.coordination.tasks import cancel_open_tasks
     from app.duties.services import close_all, reconcile_checklist
+    from app.techsupport.inspections import end_postings
 
     if incident.status == "closed":
         raise Conflict("the incident is closed")
@@ -138,6 +140,7 @@ def end_response(incident, *, at, reason, by=None):
     change_level(incident, None, reason=reason, at=at, by=by)
     closed = close_all(incident, f"response ended: {reason}", at)
     cancelled = cancel_open_tasks(incident, f"response ended: {reason}", at)
+    end_postings(incident, at)
     checklist = {"added": 0, "kept": 0, "retired": 0}
     if last is not None:
         # The closure lines are those of the level the response ended at.

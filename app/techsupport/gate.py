@@ -15,7 +15,7 @@ from app.incidents.services import live_incident_ids, record
 from app.organisation.services import commander_of, commander_on_duty, department, liaison_of
 from app.process.services import latest_plan
 from app.techsupport.models import Inspection, RapidTest
-from app.types import local_iso
+from app.types import local_iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def reinstate_supplier(suspension, *, by, reason, at):
     if not suspension.drill:
         if open_suspension(supplier, None) is None:
             supplier.status = "active"
-        refresh_live_colours([supplier], at=at)
+        refresh_live_colours([supplier], at=max(at, utcnow()))
     detail = f"{supplier.name}: {reason.strip()} ({by})"
     for found in _timelines(suspension, incident):
         record(found, "supplier_reinstated", detail, at)

@@ -27,6 +27,7 @@ from app.techsupport.models import (
     InspectorPosting,
 )
 from app.techsupport.risk import refresh_live_colours, touches_live
+from app.types import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,29 @@ def _locked_person(person_id):
     )
 
 
-def posting_of(person, at):
-    """The person's posting open at `at` (in any incident), or None."""
-    return db.session.scalar(
-        select(InspectorPosting)
-        .where(
-            InspectorPosting.person_id == person.id,
-            InspectorPosting.starts_at <= at,
-            InspectorPosting.ends_at.is_(None) | (InspectorPosting.ends_at > at),
-        )
-        .order_by(InspectorPosting.id)
-        .limit(1)
+def _in_scope(query, incident):
+    """Postings of the same world as `incident`: the incidents of its drill run for a
+    drill, real incidents otherwise. A drill's postings never hold a person's real work,
+    nor another drill's."""
+    from app.incidents.models import Incident
+
+    query = query.join(Incident, InspectorPosting.incident_id == Incident.id)
+    if incident is None or not incident.drill:
+        return query.where(Incident.drill.is_(False))
+    if incident.drill_run_id is None:
+        return query.where(Incident.id == incident.id)
+    return query.where(Incident.drill_run_id == incident.drill_run_id)
+
+
+def posting_of(person, at, incident=None):
+    """The person's posting open at `at` in the world of `incident` (real incidents when
+    None), or None."""
+    query = select(InspectorPosting).where(
+        InspectorPosting.person_id == person.id,
+        InspectorPosting.starts_at <= at,
+        InspectorPosting.ends_at.is_(None) | (InspectorPosting.ends_at > at),
     )
+    return db.session.scalar(_in_scope(query, incident).order_by(InspectorPosting.id).limit(1))
 
 
 def open_posting_at(person, supplier):
@@ -73,18 +85,26 @@ def open_posting_at(person, supplier):
     )
 
 
-def _posting_not_ended(person, at):
-    """A posting of the person that has not ended by `at`: one starting later (on a
-    drill's clock) still holds them then, since a new posting runs open-ended."""
-    return db.session.scalar(
-        select(InspectorPosting)
-        .where(
-            InspectorPosting.person_id == person.id,
-            InspectorPosting.ends_at.is_(None) | (InspectorPosting.ends_at > at),
-        )
-        .order_by(InspectorPosting.id)
-        .limit(1)
+def _posting_not_ended(person, at, incident):
+    """A posting of the person, in the world of `incident`, that has not ended by `at`:
+    one starting later (on a drill's clock) still holds them then, since a new posting
+    runs open-ended."""
+    query = select(InspectorPosting).where(
+        InspectorPosting.person_id == person.id,
+        InspectorPosting.ends_at.is_(None) | (InspectorPosting.ends_at > at),
     )
+    return db.session.scalar(_in_scope(query, incident).order_by(InspectorPosting.id).limit(1))
+
+
+def end_postings(incident, at):
+    """Every posting of the incident still open ends with it; returns how many."""
+    open_ = db.session.scalars(
+        select(InspectorPosting).filter_by(incident_id=incident.id, ends_at=None)
+    ).all()
+    for posting in open_:
+        posting.ends_at = max(at, posting.starts_at)
+    db.session.flush()
+    return len(open_)
 
 
 def post_inspector(incident, supplier, person, at, by):
@@ -105,7 +125,7 @@ def post_inspector(incident, supplier, person, at, by):
         raise Conflict(f"incident {incident.id} is closed")
 
     person = _locked_person(person.id)
-    held = _posting_not_ended(person, at)
+    held = _posting_not_ended(person, at, incident)
     if held is not None:
         where = held.supplier.code
         raise Conflict(
@@ -207,8 +227,16 @@ def _check_answers(items, answers):
 
 def _resolve_posting(supplier, incident, person, posting, at):
     """The posting the inspection belongs to: the one given (checked), or the person's
-    posting at this supplier; 403 when the person is posted at another supplier."""
-    current = posting_of(person, at) if person is not None else None
+    posting at this supplier; 403 when the person is posted at another supplier, at the
+    inspection's time or now (an inspection dated back does not leave the post)."""
+    current = None
+    if person is not None:
+        from app.clock.services import now
+
+        current = posting_of(person, at, incident)
+        present = now(incident)
+        if current is None and at < present:
+            current = posting_of(person, present, incident)
     if posting is None:
         if current is not None and current.supplier_id != supplier.id:
             raise Forbidden(
@@ -302,7 +330,7 @@ def record_inspection(
     if not inspection.passed and purpose == "routine":
         _tell_of_serious_findings(inspection, supplier, incident, failed, at)
     if touches_live(incident):
-        refresh_live_colours([supplier], at=at)
+        refresh_live_colours([supplier], at=max(at, utcnow()))
     log.info(
         "supplier %s: inspection %s by %s, %s serious, %s minor",
         supplier.code, inspection.id, name, serious, inspection.minor_findings,

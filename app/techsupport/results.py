@@ -14,6 +14,7 @@ from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.incidents.models import Incident
 from app.techsupport.models import TEST_KINDS, TEST_PURPOSES, LabRequest, RapidTest
+from app.types import isoformat_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def record_result(
     if not test.passed:
         gate.stop_supplier(test, supplier, incident, at)
     if touches_live(incident):
-        refresh_live_colours([supplier], at=at)
+        refresh_live_colours([supplier], at=max(at, utcnow()))
     return test
 
 
@@ -309,3 +310,26 @@ def record_lab_result(request, *, results, tested_by, at):
     request.reported_at = at
     db.session.flush()
     return tests
+
+
+def result_row(test):
+    """A result as the API answers it; instants ISO-8601 UTC."""
+    return {
+        "id": test.id,
+        "supplier": test.supplier.code,
+        "incident_id": test.incident_id,
+        "batch_id": test.batch_id,
+        "sample_id": test.sample_id,
+        "lab_request_id": test.lab_request_id,
+        "kind": test.kind,
+        "purpose": test.purpose,
+        "analyte": test.analyte,
+        "method": test.method,
+        "value": test.value,
+        "limit": test.limit,
+        "unit": test.unit,
+        "passed": test.passed,
+        "tested_by": test.tested_by,
+        "tested_at": isoformat_utc(test.tested_at),
+        "note": test.note,
+    }

@@ -115,29 +115,6 @@ class RiskQuery(StrictSchema):
     incident = QueryInteger(load_default=None, validate=validate.Range(1, MAX_ID))
 
 
-def result_row(test):
-    """A result as the API answers it; instants ISO-8601 UTC."""
-    return {
-        "id": test.id,
-        "supplier": test.supplier.code,
-        "incident_id": test.incident_id,
-        "batch_id": test.batch_id,
-        "sample_id": test.sample_id,
-        "lab_request_id": test.lab_request_id,
-        "kind": test.kind,
-        "purpose": test.purpose,
-        "analyte": test.analyte,
-        "method": test.method,
-        "value": test.value,
-        "limit": test.limit,
-        "unit": test.unit,
-        "passed": test.passed,
-        "tested_by": test.tested_by,
-        "tested_at": isoformat_utc(test.tested_at),
-        "note": test.note,
-    }
-
-
 def lab_request_row(request, at):
     return {
         "id": request.id,
@@ -249,7 +226,7 @@ class RapidTests(MethodView):
             incident = db.get_or_404(Incident, query["incident"])
         rows = results.tests_query(supplier=supplier, incident=incident, failed=query["failed"])
         rows = db.session.scalars(rows.limit(query["limit"]).offset(query["offset"]))
-        return [result_row(test) for test in rows]
+        return [results.result_row(test) for test in rows]
 
     @require_roles(*RECORDERS)
     @blp.arguments(ResultSchema)
@@ -258,7 +235,7 @@ class RapidTests(MethodView):
         """Record a rapid test; a failed one suspends the supplier at once."""
         test = record_from_body(body, acting_user())
         db.session.commit()
-        return result_row(test)
+        return results.result_row(test)
 
 
 @blp.route(f"/rapid-tests/<{ID}:test_id>")
@@ -267,7 +244,8 @@ class RapidTestById(MethodView):
     @blp.arguments(NoQuery, location="query", as_kwargs=True)
     @blp.response(200)
     def get(self, test_id):
-        return result_row(db.get_or_404(RapidTest, test_id, description=f"No result {test_id}."))
+        test = db.get_or_404(RapidTest, test_id, description=f"No result {test_id}.")
+        return results.result_row(test)
 
 
 @blp.route("/lab-requests")
@@ -345,7 +323,7 @@ class LabRequestResults(MethodView):
         db.session.commit()
         return {
             "request": lab_request_row(request, _clock_of_request(request)),
-            "results": [result_row(t) for t in tests],
+            "results": [results.result_row(t) for t in tests],
         }
 
 

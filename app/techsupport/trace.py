@@ -17,6 +17,7 @@ from app.incidents.models import Incident
 from app.incidents.services import record
 from app.supply.models import Batch, Supplier, SupplyTask
 from app.techsupport.models import RapidTest, RetainedSample, SampleHold
+from app.techsupport.results import result_row
 from app.techsupport.samples import hold_samples
 from app.types import isoformat_utc
 
@@ -109,9 +110,9 @@ def trace_demand_point(point, start=None, end=None, *, drill_run=EVERY_INCIDENT)
         batches[sample.batch_id]["samples"].append(entry)
     for test in tests:
         if test.sample_id in by_sample:
-            by_sample[test.sample_id]["tests"].append(_test(test))
+            by_sample[test.sample_id]["tests"].append(result_row(test))
         elif test.batch_id in batches:
-            batches[test.batch_id]["tests"].append(_test(test))
+            batches[test.batch_id]["tests"].append(result_row(test))
 
     log.info("demand point %s: traced %d batches", point.code, len(batches))
     return {
@@ -159,21 +160,6 @@ def _sample(sample, held):
         "discarded_at": isoformat_utc(sample.discarded_at),
         "held": held,
         "tests": [],
-    }
-
-
-def _test(test):
-    return {
-        "id": test.id,
-        "kind": test.kind,
-        "analyte": test.analyte,
-        "method": test.method,
-        "value": test.value,
-        "limit": test.limit,
-        "unit": test.unit,
-        "passed": test.passed,
-        "tested_by": test.tested_by,
-        "tested_at": isoformat_utc(test.tested_at),
     }
 
 
