@@ -369,3 +369,51 @@ def test_a_supplier_user_reports_capacity_for_its_own_supplier_only(api):
     assert own.status_code == 201
     assert other.status_code == 403 and "own supplier" in other.get_json()["message"]
     assert task.status_code == 403
+
+
+def test_the_commander_opens_a_demand_point_and_the_meal_is_planned_for_it(api, auth):
+    found = incident()
+    url = f"/api/incidents/{found.id}/demand-points"
+
+    opened = api.post(url, json={"demand_point": "ZH-SH-01", "headcount": 800, "halal": 10},
+                      headers=auth)  # fmt: skip
+    solved = api.post(f"/api/incidents/{found.id}/allocations",
+                      json={"meal": "lunch", "serve_at": LUNCH}, headers=auth)  # fmt: skip
+    listed = api.get(url, headers=auth).get_json()
+
+    assert opened.status_code == 201 and opened.get_json()["halal"] == 10
+    assert solved.status_code == 201 and solved.get_json()["allocated_meals"] == 800
+    assert [(row["demand_point"], row["headcount"]) for row in listed] == [("ZH-SH-01", 800)]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"headcount": -1}, "headcount"),
+        ({"headcount": 10**7}, "headcount"),
+        ({"headcount": "many"}, "headcount"),
+        ({"halal": 900}, "diets"),
+        ({"demand_point": "ZH-SH-999"}, "demand_point"),
+        ({"kosher": 3}, "kosher"),
+    ],
+)
+def test_bad_openings_are_refused_naming_the_field(api, auth, change, field):
+    found = incident()
+    body = {"demand_point": "ZH-SH-01", "headcount": 800, **change}
+
+    response = api.post(f"/api/incidents/{found.id}/demand-points", json=body, headers=auth)
+
+    errors = _errors(response)
+    assert field in {**errors, **errors.get("json", {})}
+    assert api.get(f"/api/incidents/{found.id}/demand-points", headers=auth).get_json() == []
+
+
+def test_only_the_commander_opens_demand_points(api):
+    found = incident()
+    _user, token = make_user("viewer")
+
+    response = api.post(f"/api/incidents/{found.id}/demand-points",
+                        json={"demand_point": "ZH-SH-01", "headcount": 5},
+                        headers=bearer(token))  # fmt: skip
+
+    assert response.status_code == 403

@@ -408,3 +408,29 @@ def test_the_commander_reinstates_on_the_page(client, region):
     assert allowed.status_code == 302
     db.session.expire_all()
     assert db.session.get(SupplierSuspension, suspension.id).lifted_by == "cmd"
+
+
+def test_meals_no_one_takes_over_are_told_to_the_commander(region, run_worker):
+    """A task set by hand at a point whose demand was never opened has nowhere to move:
+    the commander hears of its meals rather than losing them."""
+    from app.coordination.models import Notification
+    from app.supply.services import assign_by_hand, demand_point_by_code
+
+    found = incident()
+    supplier = supplier_by_code("ZH-SUP-010")
+    task = assign_by_hand(found, supplier, demand_point_by_code("ZH-SH-01"), meal="lunch",
+                          serve_at=LUNCH, meals=100, by_diet=None, at=T0)  # fmt: skip
+    db.session.commit()
+
+    _fail(supplier, found, T0 + timedelta(minutes=30))
+    db.session.commit()
+    tick(T0 + timedelta(minutes=30), [found.id])
+    run_worker()
+
+    db.session.expire_all()
+    told = db.session.scalars(
+        select(Notification).filter_by(incident_id=found.id, kind="meals_not_replaced")
+    ).all()
+    assert db.session.get(SupplyTask, task.id).status == "cancelled"
+    assert len(told) == 1 and told[0].subject.endswith(supplier.name)
+    assert "100" in told[0].subject

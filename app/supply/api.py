@@ -35,6 +35,7 @@ from app.supply.schemas import (
     ExportQuerySchema,
     HazardAreaSchema,
     ImportQuerySchema,
+    PointOpeningSchema,
     SupplierChangeSchema,
     SupplierSchema,
     SupplyTaskRequestSchema,
@@ -270,6 +271,43 @@ def _check_own_supplier(code):
     user = acting_user()
     if user.role == "supplier" and (user.supplier is None or user.supplier.code != code):
         raise Forbidden(f"{user.username} reports capacity for its own supplier only")
+
+
+@blp.route(f"/incidents/<{ID}:incident_id>/demand-points")
+class PointOpenings(MethodView):
+    @blp.arguments(PageQuery, location="query")
+    @blp.response(200, PointOpeningSchema(many=True))
+    def get(self, page, incident_id):
+        """The points open for the incident now, with headcounts and special diets."""
+        found = _incident(incident_id)
+        rows = supply.current_openings(found, _now(found))
+        return [_opening(row) for row in rows[page["offset"] : page["offset"] + page["limit"]]]
+
+    @require_roles("commander")
+    @blp.arguments(PointOpeningSchema)
+    @blp.response(201, PointOpeningSchema)
+    def post(self, values, incident_id):
+        """Open a demand point for the incident, change its headcount, or close it with
+        0; meals already planned for it are planned again by a job."""
+        found = _open_incident(incident_id)
+        point = supply.demand_point_by_code(values["demand_point"])
+        if values["headcount"] > point.capacity:
+            raise InvalidInput(
+                "opening refused",
+                {"headcount": [f"{point.code} holds at most {point.capacity} people"]},
+            )
+        diets = {diet: values[diet] for diet in ("halal", "vegetarian", "infant", "soft_diet")}
+        opening = supply.open_point(
+            found, point, headcount=values["headcount"], at=_now(found), diets=diets
+        )
+        _commit()
+        return _opening(opening)
+
+
+def _opening(row):
+    diets = ("halal", "vegetarian", "infant", "soft_diet")
+    return {"id": row.id, "demand_point": row.demand_point.code, "headcount": row.headcount,
+            "at": row.at, **{diet: getattr(row, diet) for diet in diets}}  # fmt: skip
 
 
 @blp.route(f"/incidents/<{ID}:incident_id>/hazard-areas")

@@ -159,6 +159,20 @@ class CapacityReportSchema(StrictSchema):
     note = Text(500, blank=True)
 
 
+class PointOpeningSchema(StrictSchema):
+    """A demand point opened (or its headcount changed, or with 0 closed) for an incident,
+    with how many of the people need each special diet."""
+
+    id = fields.Integer(dump_only=True)
+    demand_point = Code(40, required=True)
+    headcount = _count(required=True)
+    halal = _count(load_default=0)
+    vegetarian = _count(load_default=0)
+    infant = _count(load_default=0)
+    soft_diet = _count(load_default=0)
+    at = fields.AwareDateTime(dump_only=True)
+
+
 class CapacityReportOutSchema(StrictSchema):
     id = fields.Integer()
     supplier = fields.Function(lambda report: report.supplier.code)

@@ -410,12 +410,49 @@ def reallocate_after_suspension(suspension, incident, at):
         .distinct()
         .order_by(SupplyTask.serve_at)
     ).all()
-    moved = []
+    moved, runs = [], []
     for meal, serve_at in slots:
-        moved += replan(incident, meal, serve_at, at, trigger="reallocation")[1]
+        run, moved_now = replan(incident, meal, serve_at, at, trigger="reallocation")
+        moved += moved_now
+        runs.append(run)
     name = suspension.supplier.name
     record(incident, "tasks_reallocated", f"{len(moved)} tasks of {name} moved", at)
+    _tell_of_meals_not_replaced(suspension, incident, moved, runs, at)
     return moved
+
+
+def _tell_of_meals_not_replaced(suspension, incident, moved, runs, at):
+    """The commander hears of meals the suspended supplier was to bring that no other
+    supplier took over (no capacity left, or a task set by hand at a point whose demand
+    was never opened), so they are planned by hand rather than missed."""
+    points = {task.demand_point_id for task in moved}
+    replaced = db.session.scalar(
+        select(func.coalesce(func.sum(SupplyTask.meals), 0)).where(
+            SupplyTask.allocation_run_id.in_([run.id for run in runs]),
+            SupplyTask.demand_point_id.in_(points),
+        )
+    )
+    missing = sum(task.meals for task in moved) - int(replaced)
+    if missing <= 0:
+        return
+    from app.organisation.services import commander_of
+
+    commander = commander_of(incident, at)
+    where = ", ".join(sorted({task.demand_point.name for task in moved}))
+    record(incident, "meals_not_replaced", f"{missing} meals of {suspension.supplier.name}", at)
+    if commander is not None:
+        prefix = "[演练] " if incident.drill else ""
+        notify(
+            key=f"meals-not-replaced-{suspension.id}-{incident.id}",
+            kind="meals_not_replaced",
+            subject=f"{prefix}{missing} 份餐食无其他单位接替：{suspension.supplier.name}",
+            body=f"暂停供应后未能重新分配的送达点：{where}。请人工安排。",
+            incident=incident,
+            person=commander,
+            at=at,
+        )
+    log.warning("incident %s: %d meals of %s not replaced", incident.id, missing,
+                suspension.supplier.code)  # fmt: skip
 
 
 # Tasks the supplier has said yes to; kept before those it has only been told of.
