@@ -155,8 +155,20 @@ def test_a_flagged_batch_gives_its_meals_back_and_counts_as_not_delivered(task):
     deliver_batch(late, at=minutes(100), temp_c=37)
 
     assert late.status == "flagged" and good.status == "delivered"
-    assert task.status == "delivered"
+    # The 10 meals given back are still to cook: the task takes another batch for them.
+    assert task.status == "accepted"
     assert meals_left(task) == 10
+    assert incident_figures(_incident(task))["delivered_meals"] == task.meals - 10
+    again = start_batch(task, dishes=DISHES, at=minutes(101))
+    assert again.meals == 10 and task.status == "cooking"
+
+
+def test_a_task_is_received_only_once_every_meal_is_served(task):
+    first = _on_its_way(task, meals=task.meals - 10)
+    deliver_batch(first, at=minutes(60), temp_c=37)
+    receive_batch(first, minutes(61))
+
+    assert task.status == "accepted" and meals_left(task) == 10
     assert incident_figures(_incident(task))["delivered_meals"] == task.meals - 10
 
 

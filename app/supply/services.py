@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from datetime import timedelta
 
-from sqlalchemy import case, exists, func, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm.attributes import flag_modified
 
 from app.coordination.services import notify
@@ -627,22 +627,24 @@ def incident_figures(incident):
             SupplyTask.incident_id == incident.id, SupplyTask.status != "cancelled"
         )
     )
-    # A delivered task counts the meals of its batches that arrived and were not flagged
-    # (all of its meals when it has no batch rows).
-    batch_meals = (
+    # Meals of batches that arrived and were not flagged, whatever their task's state (a
+    # task may still be cooking its next batch); a task without batch rows counts whole.
+    in_batches = db.session.scalar(
         select(func.coalesce(func.sum(Batch.meals), 0))
-        .where(Batch.supply_task_id == SupplyTask.id, Batch.status.in_(DELIVERED_BATCH_STATUSES))
-        .scalar_subquery()
-    )
-    has_batches = exists().where(Batch.supply_task_id == SupplyTask.id)
-    delivered = db.session.scalar(
-        select(
-            func.coalesce(func.sum(case((has_batches, batch_meals), else_=SupplyTask.meals)), 0)
-        ).where(
+        .join(SupplyTask, Batch.supply_task_id == SupplyTask.id)
+        .where(
             SupplyTask.incident_id == incident.id,
-            SupplyTask.status.in_(DELIVERED_TASK_STATUSES),
+            Batch.status.in_(DELIVERED_BATCH_STATUSES),
         )
     )
+    whole = db.session.scalar(
+        select(func.coalesce(func.sum(SupplyTask.meals), 0)).where(
+            SupplyTask.incident_id == incident.id,
+            SupplyTask.status.in_(DELIVERED_TASK_STATUSES),
+            ~exists().where(Batch.supply_task_id == SupplyTask.id),
+        )
+    )
+    delivered = int(in_batches) + int(whole)
     suspended = db.session.scalar(
         select(func.count(func.distinct(SupplierSuspension.supplier_id))).filter_by(
             incident_id=incident.id
@@ -652,7 +654,8 @@ def incident_figures(incident):
         "demand_meals": int(demand),
         "allocated_meals": int(allocated),
         "delivered_meals": int(delivered),
-        "unmet_meals": int(demand) - int(delivered),
+        # Meals set by hand at a point whose demand was never opened are no demand met.
+        "unmet_meals": max(int(demand) - delivered, 0),
         "suppliers_suspended": int(suspended),
     }
 

@@ -8,7 +8,8 @@ flagged batch gives its meals back, so they may be cooked again while the task i
 The task's status follows its batches (see `follow_batches`): it stands at the least
 advanced step of its batches that are not flagged, so it is cooking while any batch is,
 in transit once every batch has left, delivered once every batch has arrived and received
-once every batch is served. A task whose every batch is flagged is cancelled, with the flag
+once every batch is served; while meals are left that no batch has taken, it stays
+accepted, taking batches. A task whose every batch is flagged is cancelled, with the flag
 as its reason, and its meals count as not delivered.
 """
 
@@ -352,6 +353,10 @@ def follow_batches(task, at, batches=None):
 
     least = min(live, key=lambda b: BATCH_STEPS.index(b.status))
     status = TASK_STATUS_OF_STEP[least.status]
+    if meals_left(task, batches) > 0:
+        # Meals no batch has taken yet (or a flagged one gave back) are still to cook: the
+        # task waits at accepted, taking batches, until every meal is on its way.
+        status = "accepted"
     if status != task.status:
         task.status = status
         task.updated_at = at
