@@ -574,3 +574,18 @@ def test_the_samples_page_refuses_an_unknown_state(client, batch):
     _signed_in(client, "inspector")
 
     assert _english(client, "/samples?state=lost").status_code == 422
+
+
+def test_a_sample_dated_before_its_task_was_set_is_refused(task):
+    """Backdating the seal would let the 48 hours run out at once."""
+    made = start(task, dishes=DISHES, at=COOKED - timedelta(minutes=40))
+
+    with pytest.raises(InvalidInput) as refused:
+        record_samples(made, [_entry(d) for d in DISHES], at=T0 - timedelta(days=3), by="张")
+    with pytest.raises(InvalidInput):
+        finish_cooking(made, T0 - timedelta(days=3))
+
+    assert "before supply task" in refused.value.errors["at"][0]
+    from app.techsupport.batches import missing_samples
+
+    assert missing_samples(made) == DISHES

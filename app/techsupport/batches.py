@@ -108,6 +108,16 @@ def _not_before(at, earlier, field, what):
         )
 
 
+def after_task_set(task, at, field="at"):
+    """Refuse a step dated before its supply task was set: a batch cannot be cooked, nor
+    its samples sealed, before anyone asked for the meals."""
+    if at < task.created_at:
+        raise InvalidInput(
+            f"{field} refused",
+            {field: [f"is before supply task {task.id} was set ({local_iso(task.created_at)})"]},
+        )
+
+
 def _task_open(task):
     if task.status == "cancelled":
         raise Conflict(f"supply task {task.id} is cancelled: {task.cancel_reason or ''}".strip())
@@ -146,6 +156,7 @@ def start_batch(task, *, dishes, at, meals=None, clock=None):
     """The supplier starts cooking a batch of the task: `meals` of it (all the meals left,
     when not given) with its `dishes`. Meals beyond what is left are refused (Conflict)."""
     check_instant(at, "at", clock)
+    after_task_set(task, at)
     _task_open(task)
     if task.status not in STARTABLE_TASK_STATUSES:
         raise Conflict(
@@ -184,6 +195,7 @@ def start_batch(task, *, dishes, at, meals=None, clock=None):
 def finish_cooking(batch, at, *, clock=None):
     """The batch is cooked; with a sample of every dish already kept it is ready to go."""
     check_instant(at, "at", clock)
+    after_task_set(batch.supply_task, at)
     _batch_at(batch, ("cooking",), "cooked")
 
     batch.cooked_at = at
@@ -203,6 +215,7 @@ def dispatch_batch(batch, *, at, temp_c, clock=None):
     """The batch leaves the kitchen at `temp_c`; only once it is cooked and every dish
     has its retained sample (Conflict naming the dishes missing)."""
     check_instant(at, "at", clock)
+    after_task_set(batch.supply_task, at)
     check_temperature(temp_c)
     if batch.status == "cooking":
         raise Conflict(f"batch {batch.id} is still cooking; it leaves once cooked and sampled")
@@ -226,6 +239,7 @@ def deliver_batch(batch, *, at, temp_c, rules=None, clock=None):
     the holding rule of the plan's `rules` even if serving began now is flagged, not
     served, and the commander is told."""
     check_instant(at, "at", clock)
+    after_task_set(batch.supply_task, at)
     check_temperature(temp_c)
     _batch_at(batch, ("in_transit",), "delivered")
     _not_before(at, batch.left_at, "at", "left the kitchen")
@@ -246,6 +260,7 @@ def receive_batch(batch, at, *, rules=None, clock=None):
     again: a batch served too late is flagged instead of served (the batch is returned
     with status "flagged"), and a batch already flagged is refused (Conflict)."""
     check_instant(at, "at", clock)
+    after_task_set(batch.supply_task, at)
     _batch_at(batch, ("delivered",), "served")
     _not_before(at, batch.delivered_at, "at", "arrived")
 

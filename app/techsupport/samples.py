@@ -13,6 +13,7 @@ from app.supply.models import Batch, SupplyTask
 from app.techsupport.batches import (
     _batch_at,
     _not_before,
+    after_task_set,
     check_instant,
     follow_batches,
     incident_of,
@@ -63,6 +64,7 @@ def record_samples(batch, entries, *, at, by=None, min_grams=125, keep_hours=48,
     sampled already is refused (Conflict). Samples are taken while the batch is cooking or
     cooked; it is ready to leave once every dish has one. Returns the new samples."""
     check_instant(at, "at", clock)
+    after_task_set(batch.supply_task, at)
     _batch_at(batch, ("cooking", "cooked"), "sampled")
     _not_before(at, batch.cooked_at, "at", "was cooked")
     if not entries:
