@@ -490,10 +490,17 @@ def test_unknown_ids_are_refused(client, found, suppliers, commander):
 
 
 def test_an_inspection_written_up_later_keeps_its_instant(client, found, suppliers, commander):
-    made = _inspect(client, suppliers[0], commander, incident=found.id,
-                    inspected_at="2026-09-14T07:30:00+08:00")  # fmt: skip
+    from tests.helpers import set_clock
 
-    assert made.status_code == 201 and made.json["inspected_at"] == "2026-09-13T23:30:00Z"
+    set_clock(found, T0 + timedelta(hours=2))
+    made = _inspect(client, suppliers[0], commander, incident=found.id,
+                    inspected_at="2026-09-14T08:30:00+08:00")  # fmt: skip
+    early = _inspect(client, suppliers[0], commander, incident=found.id,
+                     inspected_at="2026-09-14T07:30:00+08:00")  # fmt: skip
+
+    assert made.status_code == 201 and made.json["inspected_at"] == "2026-09-14T00:30:00Z"
+    # Before the incident opened: not an inspection of it.
+    assert early.status_code == 422 and "inspected_at" in str(early.json["errors"])
 
 
 def test_an_inspection_outside_incidents_uses_the_plan_and_tells_on_serious(

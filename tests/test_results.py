@@ -283,6 +283,8 @@ def test_a_failed_result_over_the_api_suspends_at_once(api, inspector):
         ('{"value": 1e300}', "value"),
         ('{"tested_at": "2026-09-14T08:00:00"}', "tested_at"),
         ('{"tested_at": "2099-01-01T00:00:00+08:00"}', "tested_at"),
+        # A failure dated weeks back would start a suspension long past.
+        ('{"tested_at": "2026-09-01T00:00:00Z"}', "tested_at"),
         ('{"analyte": "' + "x" * 201 + '"}', "analyte"),
         ('{"supplier": "ZH-SUP-999"}', "supplier"),
         ('{"sample_id": 999999}', "sample_id"),

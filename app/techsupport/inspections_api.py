@@ -27,6 +27,7 @@ from app.supply.schemas import Code, Instant, Text
 from app.techsupport import inspections, registry
 from app.techsupport.experts_api import KEEPERS, NoBody, check_keeper
 from app.techsupport.models import CHECK_RESULTS, INSPECTION_PURPOSES, InspectorPosting
+from app.techsupport.results_api import clock_of
 from app.types import isoformat_utc
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def new_inspection(supplier, body, user):
     at = body.get("inspected_at") or clock
     if at > clock:
         raise InvalidInput("inspection refused", {"inspected_at": ["must not be in the future"]})
+    clock_of(found, at, "inspected_at")
     return inspections.record_inspection(
         supplier,
         incident=found,

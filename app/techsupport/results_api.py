@@ -179,6 +179,11 @@ def _incident(incident_id):
     return found
 
 
+# How far back a result or an inspection may be written up: a failure dated further back
+# would start a suspension long past, and let old re-inspections lift it.
+BACKDATE_LIMIT = timedelta(days=7)
+
+
 def clock_of(incident, given=None, field="tested_at"):
     """The instant of a record: the one given (not ahead of the clock), else the
     incident's clock (a drill's is simulated), else now."""
@@ -187,6 +192,12 @@ def clock_of(incident, given=None, field="tested_at"):
         return clock
     if given > clock + CLOCK_LEEWAY:
         raise InvalidInput("time refused", {field: ["is in the future"]})
+    if given < clock - BACKDATE_LIMIT:
+        raise InvalidInput(
+            "time refused", {field: [f"is more than {BACKDATE_LIMIT.days} days ago"]}
+        )
+    if incident is not None and given < incident.opened_at:
+        raise InvalidInput("time refused", {field: ["is before the incident opened"]})
     return given
 
 
