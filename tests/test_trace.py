@@ -666,3 +666,20 @@ def test_an_incident_without_a_trace_shows_none(client, region):
 
     assert "Trace of" not in page
     assert db.session.scalar(select(func.count(DemandPoint.id))) > 0
+
+
+def test_a_delivery_stamped_minutes_ahead_of_the_report_is_traced_and_held(client, region):
+    """Clocks differ by a few minutes: food that reached the point is traced all the same."""
+    point = _point()
+    real = incident(drill=False)
+    batch = _batch(_run(real, utcnow()), _supplier(), point, utcnow() + timedelta(minutes=4),
+                   samples=["米饭"])  # fmt: skip
+    db.session.commit()
+    _, inspector = make_user("inspector", department="market_supervision")
+    body = {"title": "疑似食物中毒", "harmed": 3, "demand_point": POINT}
+
+    answer = client.post("/api/food-safety-reports", json=body, headers=bearer(inspector))
+
+    assert answer.status_code == 201, answer.json
+    assert [b["id"] for b in answer.json["trace"]["batches"]] == [batch.id]
+    assert [h.sample_id for h in _holds()] == [s.id for s in _samples(batch)]

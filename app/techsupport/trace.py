@@ -16,6 +16,7 @@ from app.extensions import db
 from app.incidents.models import Incident
 from app.incidents.services import record
 from app.supply.models import Batch, Supplier, SupplyTask
+from app.techsupport.batches import FUTURE_LEEWAY
 from app.techsupport.models import RapidTest, RetainedSample, SampleHold
 from app.techsupport.results import result_row
 from app.techsupport.samples import hold_samples
@@ -180,7 +181,11 @@ def attach_trace(incident, point, at):
     from app.drills.models import DrillRun
 
     run = db.session.get(DrillRun, incident.drill_run_id) if incident.drill_run_id else None
-    trace = trace_demand_point(point, at - timedelta(hours=hours), at, drill_run=run)
+    # A delivery may be stamped up to FUTURE_LEEWAY ahead of the report's clock (clocks
+    # differ): it reached the point all the same.
+    trace = trace_demand_point(
+        point, at - timedelta(hours=hours), at + FUTURE_LEEWAY, drill_run=run
+    )
 
     keep = [s for s in trace_samples(trace) if s["discarded_at"] is None]
     reason = f"suspected poisoning at {point.name}: incident {incident.id}"
