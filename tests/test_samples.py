@@ -589,3 +589,18 @@ def test_a_sample_dated_before_its_task_was_set_is_refused(task):
     from app.techsupport.batches import missing_samples
 
     assert missing_samples(made) == DISHES
+
+
+def test_a_finished_drills_samples_stay_as_it_left_them(batch):
+    """Its clock has stopped: a discard or release after it is over would be misdated."""
+    from app.techsupport.batches import incident_of
+
+    [sample, *_] = _all(batch)
+    hold = hold_samples(_poisoning(drill_of=incident_of(batch)), [sample], "trace", COOKED)[0]
+    incident_of(batch).status = "closed"
+
+    with pytest.raises(Conflict, match="is over"):
+        discard_sample(sample, "张", KEPT_UNTIL + timedelta(hours=1))
+    with pytest.raises(Conflict, match="is over"):
+        release_hold(hold, "王", "traced clean", KEPT_UNTIL)
+    assert sample.discarded_at is None and hold.released_at is None

@@ -160,6 +160,13 @@ def _held_for(holds):
     return ", ".join(names)
 
 
+def _not_a_finished_drill(incident):
+    """A drill's samples and holds stay as the drill left them once it is over: they were
+    never food anyone ate, and its clock has stopped."""
+    if incident is not None and incident.drill and incident.status == "closed":
+        raise Conflict(f"drill incident {incident.id} is over; its samples stay as it left them")
+
+
 def discard_sample(sample, by, at, *, clock=None):
     """Throw the sample away: refused (Conflict) while a hold on it is open, naming the
     incident, and before its keeping time ends, with the time left."""
@@ -167,6 +174,7 @@ def discard_sample(sample, by, at, *, clock=None):
     problem = _text(by, NAME_LENGTH, "who discards it")
     if problem:
         raise InvalidInput("discard refused", {"by": [problem]})
+    _not_a_finished_drill(incident_of(sample.batch))
     if sample.discarded_at is not None:
         raise Conflict(
             f"sample {sample.id} ({sample.dish}) was discarded at "
@@ -291,6 +299,10 @@ def release_hold(hold, by, reason, at, *, clock=None):
             errors[field] = [problem]
     if errors:
         raise InvalidInput("release refused", errors)
+    from app.incidents.models import Incident
+
+    _not_a_finished_drill(db.session.get(Incident, hold.incident_id))
+    _not_a_finished_drill(incident_of(hold.sample.batch))
     if hold.released_at is not None:
         raise Conflict(
             f"hold {hold.id} was released at {local_iso(hold.released_at)} by {hold.released_by}"
