@@ -10,6 +10,7 @@ from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm.attributes import flag_modified
 
 from app.coordination.services import notify
+from app.coordination.sitrep_text import MEAL_NAMES
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.incidents.services import record
@@ -680,10 +681,11 @@ def notify_supplier_of_task(task, at):
 
     incident = db.session.get(Incident, task.incident_id)
     prefix = "[演练] " if incident.drill else ""
+    meal = MEAL_NAMES[task.meal][0]
     return notify(
         key=f"supply-task-{task.key}",
         kind="supply_task",
-        subject=f"{prefix}保供任务：{task.meals} 份{task.meal}，送达 {task.demand_point.name}",
+        subject=f"{prefix}保供任务：{task.meals} 份{meal}，送达 {task.demand_point.name}",
         body=f"送达时间 {local_iso(task.serve_at)}；任务编号 {task.key}",
         incident=incident,
         supplier=task.supplier,

@@ -326,6 +326,7 @@ def flag_batch(batch, reason, at):
     """The batch is not served: its meals count as not delivered and the commander is
     told once (keyed by the batch)."""
     from app.coordination.services import notify
+    from app.coordination.sitrep_text import MEAL_NAMES
     from app.incidents.services import record
     from app.organisation.services import commander_of
 
@@ -342,7 +343,7 @@ def flag_batch(batch, reason, at):
         notify(
             key=f"batch-flagged-{batch.id}",
             kind="batch_flagged",
-            subject=f"{prefix}批次不得供餐：{where}，{batch.meals} 份{task.meal}",
+            subject=f"{prefix}批次不得供餐：{where}，{batch.meals} 份{MEAL_NAMES[task.meal][0]}",
             body=reason,
             incident=incident,
             person=commander,
