@@ -430,3 +430,19 @@ def test_the_page_lists_late_lab_requests(client, region):
 
 def test_the_page_needs_a_signed_in_user(client, region):
     assert client.get("/food-safety").status_code == 302
+
+
+def test_a_supplier_user_reads_its_own_supplier_only(api, inspector):
+    """Results name inspectors and other suppliers: a supplier sees its own."""
+    own = api.post("/api/rapid-tests", json={**BODY, "value": 31}, headers=inspector).get_json()
+    other = api.post("/api/rapid-tests", json={**BODY, "supplier": "ZH-SUP-002"},
+                     headers=inspector).get_json()  # fmt: skip
+    supplier = bearer(make_user("supplier", supplier="ZH-SUP-001")[1])
+
+    listed = api.get("/api/rapid-tests", headers=supplier).get_json()
+    stopped = api.get("/api/suspensions", headers=supplier).get_json()
+
+    assert [row["id"] for row in listed] == [own["id"]]
+    assert [row["supplier"] for row in stopped] == ["ZH-SUP-001"]
+    assert api.get(f"/api/rapid-tests/{other['id']}", headers=supplier).status_code == 403
+    assert api.get("/api/rapid-tests?supplier=ZH-SUP-002", headers=supplier).status_code == 403

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.accounts.access import acting_user, require_roles
 from app.api.routes import ID, MAX_ID, Blueprint, NoQuery, PageQuery, QueryInteger, StrictSchema
 from app.clock.services import now
-from app.errors import Conflict, InvalidInput
+from app.errors import Conflict, Forbidden, InvalidInput
 from app.extensions import db
 from app.incidents.models import Incident
 from app.process.schemas import Figure, Whole
@@ -224,6 +224,17 @@ def record_from_body(body, user):
     )
 
 
+def _own_supplier_only():
+    """A supplier user reads its own supplier's records only (they name inspectors and
+    other suppliers); None for staff, who read all."""
+    user = acting_user()
+    if user.role != "supplier":
+        return None
+    if user.supplier_id is None:
+        raise Forbidden(f"{user.username} acts for no supplier")
+    return user.supplier_id
+
+
 @blp.route("/rapid-tests")
 class RapidTests(MethodView):
     @require_roles()
@@ -232,6 +243,11 @@ class RapidTests(MethodView):
     def get(self, query):
         """Results newest first; `failed=true` for the failed ones only."""
         supplier = _supplier(query["supplier"]) if query["supplier"] else None
+        own = _own_supplier_only()
+        if own is not None:
+            if supplier is not None and supplier.id != own:
+                raise Forbidden("a supplier user reads its own supplier's results only")
+            supplier = db.session.get(Supplier, own)
         incident = None
         if query["incident"] is not None:
             incident = db.get_or_404(Incident, query["incident"])
@@ -256,6 +272,9 @@ class RapidTestById(MethodView):
     @blp.response(200)
     def get(self, test_id):
         test = db.get_or_404(RapidTest, test_id, description=f"No result {test_id}.")
+        own = _own_supplier_only()
+        if own is not None and test.supplier_id != own:
+            raise Forbidden("a supplier user reads its own supplier's results only")
         return results.result_row(test)
 
 
@@ -271,6 +290,9 @@ class LabRequests(MethodView):
             rows = rows.where(LabRequest.status == query["status"])
         if query["incident"] is not None:
             rows = rows.where(LabRequest.incident_id == query["incident"])
+        own = _own_supplier_only()
+        if own is not None:
+            rows = rows.where(LabRequest.supplier_id == own)
         answer = []
         for request in db.session.scalars(rows):
             row = lab_request_row(request, _clock_of_request(request))
@@ -349,6 +371,9 @@ class Suspensions(MethodView):
         if query["current"] is not None:
             lifted = SupplierSuspension.lifted_at.is_(None)
             rows = rows.where(lifted if query["current"] else ~lifted)
+        own = _own_supplier_only()
+        if own is not None:
+            rows = rows.where(SupplierSuspension.supplier_id == own)
         rows = db.session.scalars(rows.limit(query["limit"]).offset(query["offset"]))
         return [suspension_row(s) for s in rows]
 
