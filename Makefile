@@ -35,8 +35,10 @@ serve: install
 	$(FLASK) db upgrade
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; each has its own databases).
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # Page text: gather the strings to translate into the zh-CN catalog (then fill in msgstr).
 messages: install

