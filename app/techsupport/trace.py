@@ -131,6 +131,8 @@ def _batch(batch, incident_id, drill, supplier):
             "id": supplier.id,
             "code": supplier.code,
             "name": supplier.name,
+            # TODO: the stored live colour, also in a drill's trace, where the drill's own
+            # colour (a supplier it suspended is red there) would be the one to show.
             "risk_colour": supplier.risk_colour,
         },
         "meal": batch.meal,
