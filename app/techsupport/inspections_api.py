@@ -27,7 +27,7 @@ from app.supply.schemas import Code, Instant, Text
 from app.techsupport import inspections, registry
 from app.techsupport.experts_api import KEEPERS, NoBody, check_keeper
 from app.techsupport.models import CHECK_RESULTS, INSPECTION_PURPOSES, InspectorPosting
-from app.techsupport.results_api import clock_of
+from app.techsupport.results import clock_of
 from app.types import isoformat_utc
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select
 from app.errors import Conflict, InvalidInput
 from app.extensions import db
 from app.incidents.models import Incident
+from app.techsupport.batches import FUTURE_LEEWAY
 from app.techsupport.models import TEST_KINDS, TEST_PURPOSES, LabRequest, RapidTest
 from app.types import isoformat_utc, utcnow
 
@@ -333,3 +334,27 @@ def result_row(test):
         "tested_at": isoformat_utc(test.tested_at),
         "note": test.note,
     }
+
+
+# How far back a result or an inspection may be written up: a failure dated further back
+# would start a suspension long past, and let old re-inspections lift it.
+BACKDATE_LIMIT = timedelta(days=7)
+
+
+def clock_of(incident, given=None, field="tested_at"):
+    """The instant of a record: the one given (not ahead of the clock), else the
+    incident's clock (a drill's is simulated), else now."""
+    from app.clock.services import now
+
+    clock = now(incident) if incident is not None else utcnow()
+    if given is None:
+        return clock
+    if given > clock + FUTURE_LEEWAY:
+        raise InvalidInput("time refused", {field: ["is in the future"]})
+    if given < clock - BACKDATE_LIMIT:
+        raise InvalidInput(
+            "time refused", {field: [f"is more than {BACKDATE_LIMIT.days} days ago"]}
+        )
+    if incident is not None and given < incident.opened_at:
+        raise InvalidInput("time refused", {field: ["is before the incident opened"]})
+    return given

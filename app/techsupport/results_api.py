@@ -5,7 +5,6 @@ suspension. Reading needs any signed-in user. The request boundary commits once.
 """
 
 import logging
-from datetime import timedelta
 
 from flask.views import MethodView
 from marshmallow import fields, validate
@@ -29,6 +28,7 @@ from app.techsupport.models import (
     RapidTest,
     RetainedSample,
 )
+from app.techsupport.results import clock_of
 from app.techsupport.risk import risk_colour
 from app.types import isoformat_utc, utcnow
 
@@ -38,7 +38,6 @@ blp = Blueprint("results", __name__, url_prefix="/api", description="Test result
 
 RECORDERS = ("inspector", "commander")
 # A result stamped later than this ahead of the clock is a typing error.
-CLOCK_LEEWAY = timedelta(minutes=5)
 
 
 def _id(**kwargs):
@@ -177,28 +176,6 @@ def _incident(incident_id):
     if found is not None and found.status == "closed":
         raise Conflict(f"incident {found.id} is closed")
     return found
-
-
-# How far back a result or an inspection may be written up: a failure dated further back
-# would start a suspension long past, and let old re-inspections lift it.
-BACKDATE_LIMIT = timedelta(days=7)
-
-
-def clock_of(incident, given=None, field="tested_at"):
-    """The instant of a record: the one given (not ahead of the clock), else the
-    incident's clock (a drill's is simulated), else now."""
-    clock = now(incident) if incident is not None else utcnow()
-    if given is None:
-        return clock
-    if given > clock + CLOCK_LEEWAY:
-        raise InvalidInput("time refused", {field: ["is in the future"]})
-    if given < clock - BACKDATE_LIMIT:
-        raise InvalidInput(
-            "time refused", {field: [f"is more than {BACKDATE_LIMIT.days} days ago"]}
-        )
-    if incident is not None and given < incident.opened_at:
-        raise InvalidInput("time refused", {field: ["is before the incident opened"]})
-    return given
 
 
 def record_from_body(body, user):
