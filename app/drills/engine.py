@@ -421,7 +421,8 @@ class Engine:
         """A retained sample of the supplier's latest batch goes to a lab."""
         supplier = supply.supplier_by_code(inject["supplier"])
         batch = self._latest_batch(supplier)
-        sample = samples_of(batch)[0] if batch is not None and samples_of(batch) else None
+        samples = samples_of(batch) if batch is not None else []
+        sample = samples[0] if samples else None
         request_lab_test(
             lab=_lab(inject["lab"]),
             supplier=supplier,
